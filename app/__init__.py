@@ -1,0 +1,32 @@
+"""Daemon health service: a live registry of worker daemons and their heartbeats."""
+
+from __future__ import annotations
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import db, errors, limiter
+from app.clock import Clock, SystemClock
+from app.daemons.routes import CLOCK_KEY
+from app.daemons.routes import bp as daemons_bp
+from config import Settings, settings_from_env
+
+
+def create_app(config: Settings | None = None, *, clock: Clock | None = None) -> Flask:
+    """Build the app from ``config`` (default: the environment) and ``clock``."""
+    settings = config if config is not None else settings_from_env()
+    app = Flask(__name__)
+    app.config.update(settings.flask_config())
+    app.json.sort_keys = False  # keep the specification's field order
+    app.extensions[CLOCK_KEY] = clock or SystemClock()
+
+    if settings.trusted_proxy_hops:
+        # Only ProxyFix reads X-Forwarded-For, and only the configured number of hops.
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    errors.init_app(app)
+    db.init_app(app)
+    limiter.init_app(app, daemons_bp)
+    app.register_blueprint(daemons_bp)
+    return app

@@ -1,0 +1,1 @@
+"""The daemon registry: /api/daemon/*."""

@@ -1,0 +1,138 @@
+"""Request bodies, parsed strictly into typed values.
+
+Known fields are strict (no ``"42"`` for an integer, no ``true`` for a number,
+no naive timestamps); unknown fields are ignored so newer daemons can send
+more. Error wording is stable and names the field: clients show it to people.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+
+from app.models import STATUSES, Status
+
+DAEMON_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+DAEMON_ID_RULE = (
+    "must be 1-128 characters: letters, digits, '_', '.', ':' or '-', "
+    "starting with a letter or digit"
+)
+# JavaScript daemons count with doubles; beyond 2**53 - 1 integers lose precision.
+MAX_SAFE_INTEGER = 2**53 - 1
+MAX_POLL_INTERVAL_MS = 24 * 60 * 60 * 1000
+
+# RFC 3339: date, 'T', time, optional fraction, and a mandatory offset.
+TIMESTAMP_PATTERN = (
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
+)
+TIMESTAMP_RULE = "must be an ISO-8601 date-time with a time zone, e.g. 2026-01-25T12:00:00Z"
+
+
+def _to_utc(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise PydanticCustomError("timestamp", TIMESTAMP_RULE) from None
+
+
+DaemonId = Annotated[str, StringConstraints(pattern=DAEMON_ID_PATTERN)]
+Timestamp = Annotated[
+    str,
+    StringConstraints(pattern=TIMESTAMP_PATTERN),
+    AfterValidator(_to_utc),
+]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class RegistrationIn(_Body):
+    daemon_id: DaemonId = Field(alias="daemonId")
+    version: ShortText
+    capabilities: list[ShortText] = Field(max_length=64)
+    poll_interval: int = Field(alias="pollInterval", ge=1, le=MAX_POLL_INTERVAL_MS)
+    registered_at: Timestamp = Field(alias="registeredAt")
+
+
+class HeartbeatIn(_Body):
+    daemon_id: DaemonId = Field(alias="daemonId")
+    status: Status
+    tasks_processed: int = Field(alias="tasksProcessed", ge=0, le=MAX_SAFE_INTEGER)
+    current_task: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        default=None, alias="currentTask"
+    )
+    last_heartbeat: Timestamp = Field(alias="lastHeartbeat")
+
+
+class BodyError(ValueError):
+    """A request body that cannot be used; ``message`` is safe to show."""
+
+    def __init__(self, message: str, details: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+Body = TypeVar("Body", bound=_Body)
+
+
+def parse_body(model: type[Body], raw: bytes) -> Body:
+    """Parse a JSON body into ``model`` or raise BodyError with per-field messages."""
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _body_error(exc) from None
+
+
+def _body_error(exc: ValidationError) -> BodyError:
+    details: dict[str, str] = {}
+    for error in exc.errors(include_url=False):
+        if error["type"] == "json_invalid":
+            return BodyError("Request body is not valid JSON")
+        if not error["loc"]:
+            return BodyError("Request body must be a JSON object")
+        field = _field_path(error["loc"])
+        details.setdefault(field, _describe(error))
+    summary = "; ".join(f"{field} {message}" for field, message in details.items())
+    return BodyError(f"Invalid request body: {summary}", details)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = str(loc[0])
+    for part in loc[1:]:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _describe(error: Any) -> str:
+    kind, ctx, loc = error["type"], error.get("ctx") or {}, error["loc"]
+    if kind == "missing":
+        return "is required"
+    if kind == "string_pattern_mismatch":
+        return DAEMON_ID_RULE if loc[-1] == "daemonId" else TIMESTAMP_RULE
+    if kind == "timestamp":
+        return TIMESTAMP_RULE
+    messages = {
+        "int_type": "must be an integer",
+        "string_type": "must be a string",
+        "list_type": "must be a list",
+        "literal_error": "must be one of " + ", ".join(repr(s) for s in STATUSES),
+        "greater_than_equal": f"must be at least {ctx.get('ge')}",
+        "less_than_equal": f"must be at most {ctx.get('le')}",
+        "string_too_short": "must not be empty",
+        "string_too_long": f"must be at most {ctx.get('max_length')} characters",
+        "too_long": f"must have at most {ctx.get('max_length')} items",
+    }
+    return messages.get(kind, error["msg"])

@@ -1,0 +1,152 @@
+"""The registry's rules: register, heartbeat, and the health read that reaps.
+
+Each function takes a connection and the service's ``now`` and owns its
+transaction. A row whose last heartbeat is more than the TTL old is *expired*:
+it stands for the specification's KV entry whose TTL ran out, so every rule
+treats it as gone until ``health`` removes it and reports it stale once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, insert, select, update
+
+from app.daemons.schemas import HeartbeatIn, RegistrationIn
+from app.daemons.state import daemon_state
+from app.models import daemon_events, daemons
+from app.upsert import upsert
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    active: list[dict[str, Any]]
+    stale: list[dict[str, Any]]
+
+
+def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timedelta) -> None:
+    """Start a fresh session for ``reg.daemon_id``, replacing any earlier one.
+
+    A registration counts as a heartbeat. If the earlier session had already
+    expired unread, its end is written to history first, so uptime does not
+    depend on whether anyone called ``health`` in between.
+    """
+    with conn.begin():
+        previous = conn.execute(
+            select(daemons).where(daemons.c.daemon_id == reg.daemon_id).with_for_update()
+        ).first()
+        if previous is not None and _expired(previous, now, ttl):
+            _record_stale(conn, [previous], now=now, ttl=ttl)
+        values = {
+            "daemon_id": reg.daemon_id,
+            "version": reg.version,
+            "capabilities": list(reg.capabilities),
+            "poll_interval": reg.poll_interval,
+            "registered_at": reg.registered_at,
+            "session_started_at": now,
+            "last_heartbeat": now,
+            "reported_heartbeat_at": None,
+            "status": "healthy",
+            "tasks_processed": 0,
+            "current_task": None,
+        }
+        row = upsert(conn, daemons, values, key="daemon_id")
+        conn.execute(
+            insert(daemon_events).values(
+                daemon_id=reg.daemon_id,
+                kind="registered",
+                occurred_at=now,
+                recorded_at=now,
+                status="healthy",
+                state=daemon_state(row),
+            )
+        )
+
+
+def heartbeat(conn: Connection, beat: HeartbeatIn, *, now: datetime, ttl: timedelta) -> bool:
+    """Record a heartbeat; False when the daemon is unknown or expired.
+
+    An expired row is not revived: the daemon must register again, and its
+    stale report stays for ``health`` to deliver.
+    """
+    live = (daemons.c.daemon_id == beat.daemon_id) & (daemons.c.last_heartbeat >= now - ttl)
+    values = {
+        "last_heartbeat": now,
+        "reported_heartbeat_at": beat.last_heartbeat,
+        "status": beat.status,
+        "tasks_processed": beat.tasks_processed,
+        "current_task": beat.current_task,
+    }
+    with conn.begin():
+        # The common case, an unchanged status, is a single UPDATE and adds no history.
+        same_status = conn.execute(
+            update(daemons).where(live, daemons.c.status == beat.status).values(values)
+        )
+        if same_status.rowcount == 1:
+            return True
+        changed = conn.execute(update(daemons).where(live).values(values).returning(daemons)).first()
+        if changed is None:
+            return False
+        conn.execute(
+            insert(daemon_events).values(
+                daemon_id=beat.daemon_id,
+                kind="status_changed",
+                occurred_at=now,
+                recorded_at=now,
+                status=beat.status,
+                state=daemon_state(changed),
+            )
+        )
+        return True
+
+
+def health(conn: Connection, *, now: datetime, ttl: timedelta) -> HealthReport:
+    """Remove expired daemons and return them as ``stale`` with the live ones.
+
+    The DELETE ... RETURNING is the exactly-once mechanism: when several
+    readers race, the row lock lets only one of them delete (and so report)
+    each expired row; the others see it already gone.
+    """
+    cutoff = now - ttl
+    with conn.begin():
+        reaped = conn.execute(
+            delete(daemons)
+            .where(daemons.c.last_heartbeat < cutoff)
+            .returning(daemons)
+        ).all()
+        if reaped:
+            _record_stale(conn, reaped, now=now, ttl=ttl)
+        active = conn.execute(
+            select(daemons)
+            .where(daemons.c.last_heartbeat >= cutoff)
+            .order_by(daemons.c.daemon_id)
+        ).all()
+    return HealthReport(
+        active=[daemon_state(row) for row in active],
+        stale=[daemon_state(row) for row in sorted(reaped, key=lambda r: r.daemon_id)],
+    )
+
+
+def _expired(row: Row[Any], now: datetime, ttl: timedelta) -> bool:
+    return now - row.last_heartbeat > ttl
+
+
+def _record_stale(conn: Connection, rows: list[Row[Any]], *, now: datetime, ttl: timedelta) -> None:
+    conn.execute(
+        insert(daemon_events),
+        [
+            {
+                "daemon_id": row.daemon_id,
+                "kind": "stale",
+                # Down from the moment the TTL ran out, not from when we noticed.
+                "occurred_at": row.last_heartbeat + ttl,
+                "recorded_at": now,
+                "status": None,
+                "state": daemon_state(row),
+            }
+            for row in rows
+        ],
+    )
+

@@ -1,0 +1,90 @@
+"""Every failure leaves as the contract's JSON: ``{"error": "..."}``.
+
+Handlers sit on the app, not a blueprint, because routing errors (404, 405)
+are raised before any blueprint is chosen.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from flask import Flask, Response, current_app, g, jsonify, request
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from app.daemons.schemas import BodyError
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def error_response(status: int, message: str, **extra: object) -> Response:
+    response = jsonify({"error": message, **extra})
+    response.status_code = status
+    return response
+
+
+def _http_message(exc: HTTPException) -> str:
+    if exc.code == 404:
+        return f"Not found: no endpoint at {request.method} {request.path}"
+    if exc.code == 405:
+        allowed = ", ".join(exc.valid_methods or [])  # type: ignore[attr-defined]
+        return f"Method {request.method} is not allowed here; allowed: {allowed}"
+    if exc.code == 413:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return f"Request body is too large: the limit is {limit} bytes"
+    return exc.description or exc.name
+
+
+def handle_http_error(exc: HTTPException) -> Response:
+    if exc.response is not None and exc.response.mimetype == "application/json":
+        return exc.response  # already in the contract's shape (the 429 from the limiter)
+    # Build on the exception's own response to keep headers such as Allow.
+    response = exc.get_response()
+    response.set_data(jsonify({"error": _http_message(exc)}).get_data())
+    response.mimetype = "application/json"
+    return response
+
+
+def handle_body_error(exc: BodyError) -> Response:
+    extra = {"details": exc.details} if exc.details else {}
+    return error_response(400, exc.message, **extra)
+
+
+def handle_database_unavailable(exc: DBAPIError) -> Response:
+    # Only connection-level failures are "unavailable"; anything else is a bug.
+    if not isinstance(exc, OperationalError) and not exc.connection_invalidated:
+        return handle_unexpected(exc)
+    log.warning("database unavailable (request %s): %s", g.get("request_id"), type(exc.orig).__name__)
+    response = error_response(503, "Database unavailable; retry shortly")
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
+def handle_unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error (request %s)", g.get("request_id"))
+    return error_response(500, "Internal server error", requestId=g.get("request_id"))
+
+
+def _assign_request_id() -> None:
+    supplied = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = supplied if _SAFE_REQUEST_ID.match(supplied) else uuid.uuid4().hex
+
+
+def _echo_request_id(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_assign_request_id)
+    app.after_request(_echo_request_id)
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(BodyError, handle_body_error)
+    app.register_error_handler(DBAPIError, handle_database_unavailable)
+    app.register_error_handler(Exception, handle_unexpected)

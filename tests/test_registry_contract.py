@@ -1,0 +1,146 @@
+"""The specification's three endpoints, line by line, on SQLite and Postgres."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from app.models import daemons
+from tests.conftest import HEADERS, heartbeat_body, registration
+
+STATE_FIELDS = [
+    "daemonId",
+    "version",
+    "capabilities",
+    "pollInterval",
+    "registeredAt",
+    "lastHeartbeat",
+    "status",
+    "tasksProcessed",
+    "currentTask",
+]
+
+
+def test_register_returns_201_with_id_and_registered_at(client):
+    response = client.post("/api/daemon/register", json=registration(), headers=HEADERS)
+    assert response.status_code == 201
+    assert response.get_json() == {
+        "success": True,
+        "daemonId": "daemon_macmini_1",
+        "registeredAt": "2026-01-25T12:00:00Z",
+    }
+
+
+def test_register_echoes_registered_at_in_utc(client):
+    body = registration(registeredAt="2026-01-25T13:00:00.250+01:00")
+    response = client.post("/api/daemon/register", json=body, headers=HEADERS)
+    assert response.get_json()["registeredAt"] == "2026-01-25T12:00:00.250Z"
+
+
+def test_register_again_while_live_is_an_upsert(client, make_daemon, read_health, engine):
+    make_daemon(version="2.2")
+    response = client.post(
+        "/api/daemon/register", json=registration(version="2.3", capabilities=["cron"]), headers=HEADERS
+    )
+    assert response.status_code == 201
+    [daemon] = read_health()["activeDaemons"]
+    assert daemon["version"] == "2.3"
+    assert daemon["capabilities"] == ["cron"]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(daemons)).scalar_one() == 1
+
+
+def test_register_again_resets_heartbeat_state(make_daemon, beat, read_health):
+    make_daemon()
+    beat(status="degraded", tasksProcessed=7, currentTask="evt_9")
+    make_daemon()
+    [daemon] = read_health()["activeDaemons"]
+    assert (daemon["status"], daemon["tasksProcessed"], daemon["currentTask"]) == ("healthy", 0, None)
+
+
+def test_register_after_expiry_is_a_fresh_registration(clock, client, make_daemon, beat, read_health):
+    make_daemon()
+    clock.advance(61)
+    response = client.post("/api/daemon/register", json=registration(), headers=HEADERS)
+    assert response.status_code == 201
+    assert beat().status_code == 200
+    health = read_health()
+    assert [d["daemonId"] for d in health["activeDaemons"]] == ["daemon_macmini_1"]
+    assert health["stale"] == []
+
+
+def test_registration_counts_as_a_heartbeat(clock, make_daemon, read_health):
+    make_daemon()
+    clock.advance(60)
+    assert read_health()["totalActive"] == 1
+    clock.advance(1)
+    health = read_health()
+    assert health["totalActive"] == 0
+    assert [d["daemonId"] for d in health["stale"]] == ["daemon_macmini_1"]
+
+
+def test_heartbeat_returns_success(make_daemon, beat):
+    make_daemon()
+    response = beat()
+    assert response.status_code == 200
+    assert response.get_json() == {"success": True}
+
+
+def test_heartbeat_for_unknown_daemon_is_404(beat):
+    response = beat("never_registered")
+    assert response.status_code == 404
+    assert response.get_json() == {"error": "Daemon not registered"}
+
+
+def test_heartbeat_updates_the_reported_state(clock, make_daemon, beat, read_health):
+    make_daemon()
+    clock.advance(30)
+    beat(status="degraded", tasksProcessed=43, currentTask="evt_456")
+    [daemon] = read_health()["activeDaemons"]
+    assert daemon["status"] == "degraded"
+    assert daemon["tasksProcessed"] == 43
+    assert daemon["currentTask"] == "evt_456"
+    assert daemon["lastHeartbeat"] == "2026-01-25T12:00:30Z"
+
+
+def test_heartbeat_without_current_task_clears_it(make_daemon, beat, read_health, client):
+    make_daemon()
+    beat(currentTask="evt_1")
+    body = heartbeat_body()
+    del body["currentTask"]
+    assert client.post("/api/daemon/heartbeat", json=body, headers=HEADERS).status_code == 200
+    assert read_health()["activeDaemons"][0]["currentTask"] is None
+
+
+def test_health_lists_every_daemon_state_field(make_daemon, beat, read_health):
+    make_daemon()
+    beat()
+    health = read_health()
+    assert list(health) == ["activeDaemons", "stale", "totalActive"]
+    [daemon] = health["activeDaemons"]
+    assert list(daemon)[: len(STATE_FIELDS)] == STATE_FIELDS
+    assert daemon == {
+        "daemonId": "daemon_macmini_1",
+        "version": "2.2",
+        "capabilities": ["queue", "cron"],
+        "pollInterval": 5000,
+        "registeredAt": "2026-01-25T12:00:00Z",
+        "lastHeartbeat": "2026-01-25T12:00:00Z",
+        "status": "healthy",
+        "tasksProcessed": 42,
+        "currentTask": "evt_123",
+        "reportedLastHeartbeat": "2026-01-25T12:05:00Z",
+    }
+    assert health["stale"] == []
+    assert health["totalActive"] == 1
+
+
+def test_health_when_empty(read_health):
+    assert read_health() == {"activeDaemons": [], "stale": [], "totalActive": 0}
+
+
+def test_health_lists_daemons_in_id_order(make_daemon, read_health):
+    for daemon_id in ["c", "a", "b"]:
+        make_daemon(daemonId=daemon_id)
+    health = read_health()
+    assert [d["daemonId"] for d in health["activeDaemons"]] == ["a", "b", "c"]
+    assert health["totalActive"] == 3
