@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -63,9 +64,9 @@ def _postgres_or_skip() -> Engine:
     return engine
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A scratch database of our own, so parallel runs never share tables."""
+@contextmanager
+def scratch_postgres_database() -> Iterator[str]:
+    """A fresh database of our own (dropped afterwards): parallel runs never share tables."""
     admin = _postgres_or_skip()
     name = f"daemon_health_test_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
@@ -78,6 +79,12 @@ def postgres_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    with scratch_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

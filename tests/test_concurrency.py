@@ -1,0 +1,129 @@
+"""Concurrency claims, on real Postgres with one connection per reader.
+
+Many workers on many hosts read /health at once; each expired daemon must be
+reported stale exactly once, and a heartbeat racing the reaper must either
+win (daemon stays) or lose (404, reported stale), never both or neither.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import create_engine, delete, func, select
+
+from app.daemons import service
+from app.daemons.schemas import HeartbeatIn, RegistrationIn
+from app.db import build_engine
+from app.models import Base, daemon_events, daemons
+from tests.conftest import START, heartbeat_body, registration
+
+TTL = timedelta(seconds=60)
+READERS = 8
+
+
+@pytest.fixture
+def pg_engine(postgres_database):
+    setup = create_engine(postgres_database)
+    Base.metadata.create_all(setup)
+    setup.dispose()
+    engine = build_engine(postgres_database, timeout=10)
+    with engine.begin() as conn:
+        conn.execute(delete(daemon_events))
+        conn.execute(delete(daemons))
+    yield engine
+    engine.dispose()
+
+
+def _register_many(engine, count: int) -> list[str]:
+    ids = [f"daemon_{n:04d}" for n in range(count)]
+    with engine.connect() as conn:
+        for daemon_id in ids:
+            reg = RegistrationIn.model_validate(registration(daemonId=daemon_id))
+            service.register(conn, reg, now=START, ttl=TTL)
+    return ids
+
+
+def _in_parallel(engine, work, count: int):
+    """Run ``work(conn)`` on ``count`` connections released together by a barrier."""
+    barrier = threading.Barrier(count)
+
+    def run(_):
+        with engine.connect() as conn:
+            barrier.wait()
+            return work(conn)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_each_stale_daemon_is_reported_exactly_once_across_readers(pg_engine):
+    ids = _register_many(pg_engine, 300)
+    later = START + TTL + timedelta(seconds=1)
+
+    reports = _in_parallel(
+        pg_engine, lambda conn: service.health(conn, now=later, ttl=TTL), READERS
+    )
+
+    counts = Counter(d["daemonId"] for report in reports for d in report.stale)
+    assert set(counts) == set(ids)
+    assert set(counts.values()) == {1}
+    assert all(report.active == [] for report in reports)
+    with pg_engine.connect() as conn:
+        stale_events = conn.execute(
+            select(func.count()).where(daemon_events.c.kind == "stale")
+        ).scalar_one()
+    assert stale_events == len(ids)
+
+
+def test_heartbeat_racing_the_reaper_is_never_lost_nor_doubled(pg_engine):
+    ids = _register_many(pg_engine, 200)
+    # The heartbeats arrive just inside the TTL; the readers' clock says just past it.
+    beat_time = START + TTL - timedelta(milliseconds=1)
+    read_time = START + TTL + timedelta(milliseconds=1)
+    succeeded: set[str] = set()
+    lock = threading.Lock()
+
+    def beat_all(conn):
+        for daemon_id in ids:
+            beat = HeartbeatIn.model_validate(heartbeat_body(daemonId=daemon_id))
+            if service.heartbeat(conn, beat, now=beat_time, ttl=TTL):
+                with lock:
+                    succeeded.add(daemon_id)
+        return None
+
+    def read(conn):
+        return service.health(conn, now=read_time, ttl=TTL)
+
+    work = [beat_all, read, read, read]
+    barrier = threading.Barrier(len(work))
+
+    def run(job):
+        with pg_engine.connect() as conn:
+            barrier.wait()
+            return job(conn)
+
+    with ThreadPoolExecutor(len(work)) as pool:
+        results = list(pool.map(run, work))
+
+    stale = Counter(d["daemonId"] for report in results[1:] for d in report.stale)
+    assert set(stale.values()) <= {1}
+    # Every daemon either got its heartbeat in (and stays) or was reaped first.
+    assert succeeded.isdisjoint(stale)
+    assert succeeded | set(stale) == set(ids)
+    with pg_engine.connect() as conn:
+        remaining = set(conn.execute(select(daemons.c.daemon_id)).scalars())
+    assert remaining == succeeded
+
+
+def test_concurrent_registrations_of_one_id_leave_one_row(pg_engine):
+    def register(conn):
+        reg = RegistrationIn.model_validate(registration(daemonId="racer"))
+        service.register(conn, reg, now=START, ttl=TTL)
+
+    _in_parallel(pg_engine, register, READERS)
+    with pg_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(daemons)).scalar_one() == 1

@@ -1,0 +1,84 @@
+"""One Flask-Limiter limit shared by the admin endpoints, per client, before auth."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import HEADERS, heartbeat_body, registration
+
+
+@pytest.fixture
+def limited(app, make_app):
+    # `app` empties the tables; this one carries the small limit under test.
+    return make_app(admin_rate_limit="3 per minute").test_client()
+
+
+def _health(client, **kwargs):
+    return client.get("/api/daemon/health", headers=kwargs.pop("headers", HEADERS), **kwargs)
+
+
+def test_over_the_limit_is_429_json_with_retry_after(limited):
+    assert [_health(limited).status_code for _ in range(3)] == [200, 200, 200]
+    response = _health(limited)
+    assert response.status_code == 429
+    assert response.get_json() == {"error": "Rate limit exceeded (3 per 1 minute); retry later"}
+    # Whole seconds, rounded up: never tells a client to come back too early.
+    assert 1 <= int(response.headers["Retry-After"]) <= 61
+
+
+def test_successful_responses_carry_no_retry_after(limited):
+    assert "Retry-After" not in _health(limited).headers
+
+
+def test_limit_is_shared_by_all_admin_endpoints(limited):
+    limited.post("/api/daemon/register", json=registration(), headers=HEADERS)
+    limited.post("/api/daemon/heartbeat", json=heartbeat_body(), headers=HEADERS)
+    assert _health(limited).status_code == 200
+    assert _health(limited).status_code == 429
+    heartbeat = limited.post("/api/daemon/heartbeat", json=heartbeat_body(), headers=HEADERS)
+    assert heartbeat.status_code == 429
+
+
+def test_limit_counts_before_authentication(limited):
+    wrong = {"X-API-Key": "guess-guess-guess"}
+    assert [_health(limited, headers=wrong).status_code for _ in range(3)] == [401, 401, 401]
+    # Key guessing is throttled, and it spends the same budget as everything else.
+    assert _health(limited, headers=wrong).status_code == 429
+    assert _health(limited).status_code == 429
+
+
+def test_limit_is_per_client_address(limited):
+    for _ in range(3):
+        _health(limited, environ_base={"REMOTE_ADDR": "10.0.0.1"})
+    assert _health(limited, environ_base={"REMOTE_ADDR": "10.0.0.1"}).status_code == 429
+    assert _health(limited, environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code == 200
+
+
+def test_forwarded_for_is_ignored_without_trusted_proxies(limited):
+    for n in range(3):
+        _health(limited, headers={**HEADERS, "X-Forwarded-For": f"203.0.113.{n}"})
+    forged = _health(limited, headers={**HEADERS, "X-Forwarded-For": "203.0.113.99"})
+    assert forged.status_code == 429
+
+
+def test_trusted_proxy_hop_gives_the_client_address(app, make_app):
+    client = make_app(admin_rate_limit="3 per minute", trusted_proxy_hops=1).test_client()
+    proxy = {"REMOTE_ADDR": "127.0.0.1"}
+    for _ in range(3):
+        _health(client, headers={**HEADERS, "X-Forwarded-For": "198.51.100.7"}, environ_base=proxy)
+    limited = _health(client, headers={**HEADERS, "X-Forwarded-For": "198.51.100.7"}, environ_base=proxy)
+    assert limited.status_code == 429
+    other = _health(client, headers={**HEADERS, "X-Forwarded-For": "198.51.100.8"}, environ_base=proxy)
+    assert other.status_code == 200
+
+
+def test_forged_hop_before_the_proxy_does_not_change_bucket(app, make_app):
+    # nginx appends the real peer: "forged, real". With one trusted hop only
+    # the last entry counts, so the client cannot pick its own bucket.
+    client = make_app(admin_rate_limit="3 per minute", trusted_proxy_hops=1).test_client()
+    proxy = {"REMOTE_ADDR": "127.0.0.1"}
+    for n in range(3):
+        xff = f"203.0.113.{n}, 198.51.100.7"
+        _health(client, headers={**HEADERS, "X-Forwarded-For": xff}, environ_base=proxy)
+    xff = "203.0.113.50, 198.51.100.7"
+    assert _health(client, headers={**HEADERS, "X-Forwarded-For": xff}, environ_base=proxy).status_code == 429
