@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app import clock as clocks
 from app import db, errors, limiter
-from app.clock import Clock, SystemClock
-from app.daemons.routes import CLOCK_KEY
+from app.clock import Clock
 from app.daemons.routes import bp as daemons_bp
+from app.uptime.routes import bp as uptime_bp
 from config import Settings, settings_from_env
 
 
@@ -18,7 +19,7 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     app = Flask(__name__)
     app.config.update(settings.flask_config())
     app.json.sort_keys = False  # keep the specification's field order
-    app.extensions[CLOCK_KEY] = clock or SystemClock()
+    clocks.install(app, clock)
 
     if settings.trusted_proxy_hops:
         # Only ProxyFix reads X-Forwarded-For, and only the configured number of hops.
@@ -27,6 +28,7 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
 
     errors.init_app(app)
     db.init_app(app)
-    limiter.init_app(app, daemons_bp)
+    limiter.init_app(app, daemons_bp, uptime_bp)
+    app.register_blueprint(uptime_bp)
     app.register_blueprint(daemons_bp)
     return app

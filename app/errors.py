@@ -14,13 +14,20 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from app.daemons.schemas import BodyError
-
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+class InvalidInput(ValueError):
+    """A request whose body or parameters cannot be used; ``message`` is safe to show."""
+
+    def __init__(self, message: str, details: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
 
 
 def error_response(status: int, message: str, **extra: object) -> Response:
@@ -51,7 +58,7 @@ def handle_http_error(exc: HTTPException) -> Response:
     return response
 
 
-def handle_body_error(exc: BodyError) -> Response:
+def handle_invalid_input(exc: InvalidInput) -> Response:
     extra = {"details": exc.details} if exc.details else {}
     return error_response(400, exc.message, **extra)
 
@@ -85,6 +92,6 @@ def init_app(app: Flask) -> None:
     app.before_request(_assign_request_id)
     app.after_request(_echo_request_id)
     app.register_error_handler(HTTPException, handle_http_error)
-    app.register_error_handler(BodyError, handle_body_error)
+    app.register_error_handler(InvalidInput, handle_invalid_input)
     app.register_error_handler(DBAPIError, handle_database_unavailable)
     app.register_error_handler(Exception, handle_unexpected)

@@ -40,16 +40,17 @@ class Base(DeclarativeBase):
 class Daemon(Base):
     """One row per live (or expired but not yet reaped) daemon.
 
-    ``last_heartbeat`` is the service's receipt time and alone decides
-    staleness; what the daemon said about time is kept as data beside it.
+    ``last_heartbeat`` is the service's receipt time; ``expires_at`` is that
+    plus the TTL, set in the same write, like a KV entry's TTL. The service's
+    clock alone decides staleness; what the daemon said about time is data.
     """
 
     __tablename__ = "daemons"
     __table_args__ = (
         CheckConstraint(_in("status", STATUSES), name="status"),
         CheckConstraint("tasks_processed >= 0", name="tasks_processed"),
-        # The reaper's range scan: DELETE ... WHERE last_heartbeat < cutoff.
-        Index(None, "last_heartbeat"),
+        # The reaper's range scan: DELETE ... WHERE expires_at < now.
+        Index(None, "expires_at"),
     )
 
     daemon_id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -59,6 +60,7 @@ class Daemon(Base):
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     session_started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_heartbeat: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reported_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16))
     tasks_processed: Mapped[int] = mapped_column(BigInteger)

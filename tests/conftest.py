@@ -12,10 +12,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, create_engine, delete, text
@@ -23,7 +26,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.db import database
-from app.models import Base, daemon_events, daemons
+from app.models import daemon_events, daemons
 from config import Settings
 
 API_KEY = "test-admin-key-0123456789"
@@ -31,6 +34,7 @@ ROTATED_KEY = "test-rotated-key-9876543210"
 HEADERS = {"X-API-Key": API_KEY}
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 START = datetime(2026, 1, 25, 12, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class FrozenClock:
@@ -44,6 +48,13 @@ class FrozenClock:
 
     def advance(self, seconds: float) -> None:
         self.current += timedelta(seconds=seconds)
+
+
+def migrate(url: str) -> None:
+    """Build a test database the way production does: alembic upgrade head."""
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "head")
 
 
 def postgres_admin_url() -> str:
@@ -93,9 +104,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[s
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
     else:
         url = request.getfixturevalue("postgres_database")
-    engine = create_engine(url)
-    Base.metadata.create_all(engine)
-    engine.dispose()
+    migrate(url)
     yield url
 
 

@@ -28,6 +28,8 @@ def _without(body: dict, field: str) -> dict:
         (registration(daemonId="x" * 129), "daemonId", "must be 1-128 characters"),
         (registration(daemonId="bad\n"), "daemonId", "must be 1-128 characters"),
         (registration(daemonId=12), "daemonId", "must be a string"),
+        (registration(daemonId="health"), "daemonId", "is reserved"),
+        (registration(daemonId="uptime"), "daemonId", "is reserved"),
         (registration(version=""), "version", "must not be empty"),
         (registration(version="v" * 65), "version", "at most 64 characters"),
         (registration(capabilities="queue"), "capabilities", "must be a list"),
@@ -156,14 +158,19 @@ def test_oversized_body_is_413(client):
 
 
 def test_unknown_route_is_404_json(client):
-    response = client.get("/api/daemon/nope", headers=HEADERS)
+    response = client.get("/api/daemons/nope", headers=HEADERS)
     assert response.status_code == 404
-    assert response.get_json() == {"error": "Not found: no endpoint at GET /api/daemon/nope"}
+    assert response.get_json() == {"error": "Not found: no endpoint at GET /api/daemons/nope"}
 
 
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
-    [("get", REGISTER, "POST"), ("delete", HEARTBEAT, "POST"), ("post", "/api/daemon/health", "GET")],
+    [
+        ("put", REGISTER, "POST"),
+        ("put", HEARTBEAT, "POST"),
+        ("post", "/api/daemon/health", "GET"),
+        ("patch", "/api/daemon/daemon_1", "DELETE"),
+    ],
 )
 def test_wrong_method_is_405_json_with_allow(client, method, path, allowed):
     response = getattr(client, method)(path, headers=HEADERS)

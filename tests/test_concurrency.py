@@ -13,13 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, delete, func, select
+from sqlalchemy import delete, func, select
 
 from app.daemons import service
 from app.daemons.schemas import HeartbeatIn, RegistrationIn
 from app.db import build_engine
-from app.models import Base, daemon_events, daemons
-from tests.conftest import START, heartbeat_body, registration
+from app.models import daemon_events, daemons
+from tests.conftest import START, heartbeat_body, migrate, registration
 
 TTL = timedelta(seconds=60)
 READERS = 8
@@ -27,9 +27,7 @@ READERS = 8
 
 @pytest.fixture
 def pg_engine(postgres_database):
-    setup = create_engine(postgres_database)
-    Base.metadata.create_all(setup)
-    setup.dispose()
+    migrate(postgres_database)
     engine = build_engine(postgres_database, timeout=10)
     with engine.begin() as conn:
         conn.execute(delete(daemon_events))
@@ -65,7 +63,7 @@ def test_each_stale_daemon_is_reported_exactly_once_across_readers(pg_engine):
     later = START + TTL + timedelta(seconds=1)
 
     reports = _in_parallel(
-        pg_engine, lambda conn: service.health(conn, now=later, ttl=TTL), READERS
+        pg_engine, lambda conn: service.health(conn, now=later), READERS
     )
 
     counts = Counter(d["daemonId"] for report in reports for d in report.stale)
@@ -96,7 +94,7 @@ def test_heartbeat_racing_the_reaper_is_never_lost_nor_doubled(pg_engine):
         return None
 
     def read(conn):
-        return service.health(conn, now=read_time, ttl=TTL)
+        return service.health(conn, now=read_time)
 
     work = [beat_all, read, read, read]
     barrier = threading.Barrier(len(work))

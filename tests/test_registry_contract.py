@@ -144,3 +144,51 @@ def test_health_lists_daemons_in_id_order(make_daemon, read_health):
     health = read_health()
     assert [d["daemonId"] for d in health["activeDaemons"]] == ["a", "b", "c"]
     assert health["totalActive"] == 3
+
+
+def test_get_one_daemon_returns_its_state(client, make_daemon, beat):
+    make_daemon()
+    beat(status="degraded")
+    response = client.get("/api/daemon/daemon_macmini_1", headers=HEADERS)
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "degraded"
+    assert list(response.get_json())[: len(STATE_FIELDS)] == STATE_FIELDS
+
+
+def test_get_unknown_or_expired_daemon_is_404(clock, client, make_daemon):
+    assert client.get("/api/daemon/nobody", headers=HEADERS).status_code == 404
+    make_daemon()
+    clock.advance(61)
+    response = client.get("/api/daemon/daemon_macmini_1", headers=HEADERS)
+    assert response.status_code == 404
+    assert response.get_json() == {"error": "Daemon not registered"}
+
+
+def test_deregister_removes_at_once_and_is_never_stale(clock, client, make_daemon, beat, read_health):
+    make_daemon()
+    response = client.delete("/api/daemon/daemon_macmini_1", headers=HEADERS)
+    assert response.status_code == 200
+    assert response.get_json() == {"success": True, "daemonId": "daemon_macmini_1"}
+    assert read_health() == {"activeDaemons": [], "stale": [], "totalActive": 0}
+    clock.advance(3600)
+    assert read_health()["stale"] == []
+    assert beat().status_code == 404
+
+
+def test_deregister_unknown_daemon_is_404(client):
+    response = client.delete("/api/daemon/nobody", headers=HEADERS)
+    assert response.status_code == 404
+    assert response.get_json() == {"error": "Daemon not registered"}
+
+
+def test_deregister_expired_daemon_is_404_and_keeps_stale_report(clock, client, make_daemon, read_health):
+    make_daemon()
+    clock.advance(61)
+    assert client.delete("/api/daemon/daemon_macmini_1", headers=HEADERS).status_code == 404
+    assert [d["daemonId"] for d in read_health()["stale"]] == ["daemon_macmini_1"]
+
+
+def test_one_daemon_endpoints_need_the_key(client, make_daemon):
+    make_daemon()
+    assert client.get("/api/daemon/daemon_macmini_1").status_code == 401
+    assert client.delete("/api/daemon/daemon_macmini_1").status_code == 401

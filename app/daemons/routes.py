@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import UnsupportedMediaType
 
 from app.auth import require_api_key
-from app.clock import Clock
+from app.clock import now
 from app.daemons import service
 from app.daemons.schemas import Body, HeartbeatIn, RegistrationIn, parse_body
 from app.db import connection
@@ -17,14 +17,6 @@ from app.timestamps import isoformat_z
 
 bp = Blueprint("daemons", __name__, url_prefix="/api/daemon")
 bp.before_request(require_api_key)
-
-CLOCK_KEY = "daemon_health_clock"
-
-
-def _now():
-    clock: Clock = current_app.extensions[CLOCK_KEY]
-    return clock.now()
-
 
 def _ttl() -> timedelta:
     return timedelta(seconds=current_app.config["DAEMON_TTL_SECONDS"])
@@ -39,7 +31,7 @@ def _json_body(model: type[Body]) -> Body:
 @bp.post("/register")
 def register() -> tuple[Response, int]:
     reg = _json_body(RegistrationIn)
-    service.register(connection(), reg, now=_now(), ttl=_ttl())
+    service.register(connection(), reg, now=now(), ttl=_ttl())
     body = {"success": True, "daemonId": reg.daemon_id, "registeredAt": isoformat_z(reg.registered_at)}
     return jsonify(body), 201
 
@@ -47,14 +39,14 @@ def register() -> tuple[Response, int]:
 @bp.post("/heartbeat")
 def heartbeat() -> Response:
     beat = _json_body(HeartbeatIn)
-    if not service.heartbeat(connection(), beat, now=_now(), ttl=_ttl()):
+    if not service.heartbeat(connection(), beat, now=now(), ttl=_ttl()):
         return error_response(404, "Daemon not registered")
     return jsonify({"success": True})
 
 
 @bp.get("/health")
 def health() -> Response:
-    report = service.health(connection(), now=_now(), ttl=_ttl())
+    report = service.health(connection(), now=now())
     return jsonify(
         {
             "activeDaemons": report.active,
@@ -62,3 +54,18 @@ def health() -> Response:
             "totalActive": len(report.active),
         }
     )
+
+
+@bp.get("/<daemon_id>")
+def get_daemon(daemon_id: str) -> Response:
+    state = service.get(connection(), daemon_id, now=now())
+    if state is None:
+        return error_response(404, "Daemon not registered")
+    return jsonify(state)
+
+
+@bp.delete("/<daemon_id>")
+def deregister(daemon_id: str) -> Response:
+    if not service.deregister(connection(), daemon_id, now=now()):
+        return error_response(404, "Daemon not registered")
+    return jsonify({"success": True, "daemonId": daemon_id})

@@ -7,6 +7,7 @@ more. Error wording is stable and names the field: clients show it to people.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -20,6 +21,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from app.errors import InvalidInput
 from app.models import STATUSES, Status
 
 DAEMON_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -27,6 +29,8 @@ DAEMON_ID_RULE = (
     "must be 1-128 characters: letters, digits, '_', '.', ':' or '-', "
     "starting with a letter or digit"
 )
+# Names of the fixed paths under /api/daemon/, which /api/daemon/<daemonId> cannot reach.
+RESERVED_DAEMON_IDS = frozenset({"register", "heartbeat", "health", "uptime"})
 # JavaScript daemons count with doubles; beyond 2**53 - 1 integers lose precision.
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_POLL_INTERVAL_MS = 24 * 60 * 60 * 1000
@@ -35,7 +39,15 @@ MAX_POLL_INTERVAL_MS = 24 * 60 * 60 * 1000
 TIMESTAMP_PATTERN = (
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
 )
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 TIMESTAMP_RULE = "must be an ISO-8601 date-time with a time zone, e.g. 2026-01-25T12:00:00Z"
+
+
+def parse_timestamp(value: str) -> datetime:
+    """An RFC 3339 timestamp with an offset, as aware UTC; ValueError otherwise."""
+    if not _TIMESTAMP.match(value):
+        raise ValueError(TIMESTAMP_RULE)
+    return _to_utc(value)
 
 
 def _to_utc(value: str) -> datetime:
@@ -45,7 +57,13 @@ def _to_utc(value: str) -> datetime:
         raise PydanticCustomError("timestamp", TIMESTAMP_RULE) from None
 
 
-DaemonId = Annotated[str, StringConstraints(pattern=DAEMON_ID_PATTERN)]
+def _not_reserved(value: str) -> str:
+    if value in RESERVED_DAEMON_IDS:
+        raise PydanticCustomError("reserved", "is reserved for an endpoint; choose another id")
+    return value
+
+
+DaemonId = Annotated[str, StringConstraints(pattern=DAEMON_ID_PATTERN), AfterValidator(_not_reserved)]
 Timestamp = Annotated[
     str,
     StringConstraints(pattern=TIMESTAMP_PATTERN),
@@ -76,37 +94,28 @@ class HeartbeatIn(_Body):
     last_heartbeat: Timestamp = Field(alias="lastHeartbeat")
 
 
-class BodyError(ValueError):
-    """A request body that cannot be used; ``message`` is safe to show."""
-
-    def __init__(self, message: str, details: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details or {}
-
-
 Body = TypeVar("Body", bound=_Body)
 
 
 def parse_body(model: type[Body], raw: bytes) -> Body:
-    """Parse a JSON body into ``model`` or raise BodyError with per-field messages."""
+    """Parse a JSON body into ``model`` or raise InvalidInput with per-field messages."""
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise _body_error(exc) from None
 
 
-def _body_error(exc: ValidationError) -> BodyError:
+def _body_error(exc: ValidationError) -> InvalidInput:
     details: dict[str, str] = {}
     for error in exc.errors(include_url=False):
         if error["type"] == "json_invalid":
-            return BodyError("Request body is not valid JSON")
+            return InvalidInput("Request body is not valid JSON")
         if not error["loc"]:
-            return BodyError("Request body must be a JSON object")
+            return InvalidInput("Request body must be a JSON object")
         field = _field_path(error["loc"])
         details.setdefault(field, _describe(error))
     summary = "; ".join(f"{field} {message}" for field, message in details.items())
-    return BodyError(f"Invalid request body: {summary}", details)
+    return InvalidInput(f"Invalid request body: {summary}", details)
 
 
 def _field_path(loc: tuple[int | str, ...]) -> str:
@@ -122,8 +131,8 @@ def _describe(error: Any) -> str:
         return "is required"
     if kind == "string_pattern_mismatch":
         return DAEMON_ID_RULE if loc[-1] == "daemonId" else TIMESTAMP_RULE
-    if kind == "timestamp":
-        return TIMESTAMP_RULE
+    if kind in ("timestamp", "reserved"):
+        return error["msg"]
     messages = {
         "int_type": "must be an integer",
         "string_type": "must be a string",

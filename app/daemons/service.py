@@ -1,9 +1,10 @@
 """The registry's rules: register, heartbeat, and the health read that reaps.
 
 Each function takes a connection and the service's ``now`` and owns its
-transaction. A row whose last heartbeat is more than the TTL old is *expired*:
-it stands for the specification's KV entry whose TTL ran out, so every rule
-treats it as gone until ``health`` removes it and reports it stale once.
+transaction. A row past its ``expires_at`` (last heartbeat plus the TTL) is
+*expired*: it stands for the specification's KV entry whose TTL ran out, so
+every rule treats it as gone until ``health`` removes it and reports it stale
+once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, Row, delete, insert, select, update
 from app.daemons.schemas import HeartbeatIn, RegistrationIn
 from app.daemons.state import daemon_state
 from app.models import daemon_events, daemons
-from app.upsert import upsert
+from app.dialect import upsert
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timed
         previous = conn.execute(
             select(daemons).where(daemons.c.daemon_id == reg.daemon_id).with_for_update()
         ).first()
-        if previous is not None and _expired(previous, now, ttl):
-            _record_stale(conn, [previous], now=now, ttl=ttl)
+        if previous is not None and previous.expires_at < now:
+            _record_stale(conn, [previous], now=now)
         values = {
             "daemon_id": reg.daemon_id,
             "version": reg.version,
@@ -47,6 +48,7 @@ def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timed
             "registered_at": reg.registered_at,
             "session_started_at": now,
             "last_heartbeat": now,
+            "expires_at": now + ttl,
             "reported_heartbeat_at": None,
             "status": "healthy",
             "tasks_processed": 0,
@@ -71,9 +73,10 @@ def heartbeat(conn: Connection, beat: HeartbeatIn, *, now: datetime, ttl: timede
     An expired row is not revived: the daemon must register again, and its
     stale report stays for ``health`` to deliver.
     """
-    live = (daemons.c.daemon_id == beat.daemon_id) & (daemons.c.last_heartbeat >= now - ttl)
+    live = (daemons.c.daemon_id == beat.daemon_id) & (daemons.c.expires_at >= now)
     values = {
         "last_heartbeat": now,
+        "expires_at": now + ttl,
         "reported_heartbeat_at": beat.last_heartbeat,
         "status": beat.status,
         "tasks_processed": beat.tasks_processed,
@@ -102,26 +105,57 @@ def heartbeat(conn: Connection, beat: HeartbeatIn, *, now: datetime, ttl: timede
         return True
 
 
-def health(conn: Connection, *, now: datetime, ttl: timedelta) -> HealthReport:
+def get(conn: Connection, daemon_id: str, *, now: datetime) -> dict[str, Any] | None:
+    """The current state of one live daemon, or None when unknown or expired."""
+    row = conn.execute(
+        select(daemons).where(daemons.c.daemon_id == daemon_id, daemons.c.expires_at >= now)
+    ).first()
+    return daemon_state(row) if row is not None else None
+
+
+def deregister(conn: Connection, daemon_id: str, *, now: datetime) -> bool:
+    """End a live daemon's session on purpose; False when unknown or expired.
+
+    The daemon leaves the active set at once and is never reported stale; the
+    history marks the time from here to its next registration as planned.
+    An expired daemon cannot deregister: its outage already happened.
+    """
+    with conn.begin():
+        row = conn.execute(
+            delete(daemons)
+            .where(daemons.c.daemon_id == daemon_id, daemons.c.expires_at >= now)
+            .returning(daemons)
+        ).first()
+        if row is None:
+            return False
+        conn.execute(
+            insert(daemon_events).values(
+                daemon_id=daemon_id,
+                kind="deregistered",
+                occurred_at=now,
+                recorded_at=now,
+                status=None,
+                state=daemon_state(row),
+            )
+        )
+        return True
+
+
+def health(conn: Connection, *, now: datetime) -> HealthReport:
     """Remove expired daemons and return them as ``stale`` with the live ones.
 
     The DELETE ... RETURNING is the exactly-once mechanism: when several
     readers race, the row lock lets only one of them delete (and so report)
     each expired row; the others see it already gone.
     """
-    cutoff = now - ttl
     with conn.begin():
         reaped = conn.execute(
-            delete(daemons)
-            .where(daemons.c.last_heartbeat < cutoff)
-            .returning(daemons)
+            delete(daemons).where(daemons.c.expires_at < now).returning(daemons)
         ).all()
         if reaped:
-            _record_stale(conn, reaped, now=now, ttl=ttl)
+            _record_stale(conn, reaped, now=now)
         active = conn.execute(
-            select(daemons)
-            .where(daemons.c.last_heartbeat >= cutoff)
-            .order_by(daemons.c.daemon_id)
+            select(daemons).where(daemons.c.expires_at >= now).order_by(daemons.c.daemon_id)
         ).all()
     return HealthReport(
         active=[daemon_state(row) for row in active],
@@ -129,11 +163,7 @@ def health(conn: Connection, *, now: datetime, ttl: timedelta) -> HealthReport:
     )
 
 
-def _expired(row: Row[Any], now: datetime, ttl: timedelta) -> bool:
-    return now - row.last_heartbeat > ttl
-
-
-def _record_stale(conn: Connection, rows: list[Row[Any]], *, now: datetime, ttl: timedelta) -> None:
+def _record_stale(conn: Connection, rows: list[Row[Any]], *, now: datetime) -> None:
     conn.execute(
         insert(daemon_events),
         [
@@ -141,7 +171,7 @@ def _record_stale(conn: Connection, rows: list[Row[Any]], *, now: datetime, ttl:
                 "daemon_id": row.daemon_id,
                 "kind": "stale",
                 # Down from the moment the TTL ran out, not from when we noticed.
-                "occurred_at": row.last_heartbeat + ttl,
+                "occurred_at": row.expires_at,
                 "recorded_at": now,
                 "status": None,
                 "state": daemon_state(row),

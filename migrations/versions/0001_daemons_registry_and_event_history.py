@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("registered_at", Timestamp, nullable=False),
         sa.Column("session_started_at", Timestamp, nullable=False),
         sa.Column("last_heartbeat", Timestamp, nullable=False),
+        sa.Column("expires_at", Timestamp, nullable=False),
         sa.Column("reported_heartbeat_at", Timestamp, nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("tasks_processed", sa.BigInteger(), nullable=False),
@@ -40,7 +41,7 @@ def upgrade() -> None:
         sa.CheckConstraint("tasks_processed >= 0", name=op.f("ck_daemons_tasks_processed")),
         sa.PrimaryKeyConstraint("daemon_id", name=op.f("pk_daemons")),
     )
-    op.create_index(op.f("ix_daemons_last_heartbeat"), "daemons", ["last_heartbeat"])
+    op.create_index(op.f("ix_daemons_expires_at"), "daemons", ["expires_at"])
 
     op.create_table(
         "daemon_events",

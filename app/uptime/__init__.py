@@ -1,0 +1,1 @@
+"""Uptime from the event history: /api/daemon/uptime and /api/daemon/<id>/uptime."""

@@ -1,0 +1,119 @@
+"""Time-weighted uptime, computed in SQL over the ``daemon_timeline`` view.
+
+The view (migration 0002) turns events into spans: 'up' from a registration
+until the next event or the daemon's expiry, 'down' after a stale or a
+deregistration. Here the spans are clipped to the period and summed, so the
+cost grows with the number of events, not of heartbeats.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import Column, Connection, MetaData, String, Table, func, literal, or_, select
+
+from app.dialect import greatest, least, seconds_between
+from app.models import STATUSES
+from app.timestamps import UTCDateTime, isoformat_z
+from app.uptime.period import Period
+
+# A view made by Alembic, so it lives outside the models' metadata.
+daemon_timeline = Table(
+    "daemon_timeline",
+    MetaData(),
+    Column("daemon_id", String),
+    Column("started_at", UTCDateTime),
+    Column("ended_at", UTCDateTime),  # NULL: still open
+    Column("state", String),  # 'up' | 'down'
+    Column("status", String),  # while up: healthy | degraded | unhealthy
+    Column("reason", String),  # while down: stale | deregistered
+)
+
+
+def _clipped_spans(period: Period):
+    """Columns and filter for the timeline's spans cut to the observable period."""
+    t = daemon_timeline
+    low = literal(period.start, UTCDateTime())
+    high = literal(period.observed_end, UTCDateTime())
+    # Typed, so SQLite's text comes back as aware datetimes too.
+    start = greatest(t.c.started_at, low, type_=UTCDateTime())
+    end = least(func.coalesce(t.c.ended_at, high), high, type_=UTCDateTime())
+    overlaps = (t.c.started_at < high) & or_(t.c.ended_at.is_(None), t.c.ended_at > low)
+    return start, end, overlaps
+
+
+def summaries(conn: Connection, period: Period, daemon_id: str | None = None) -> list[dict[str, Any]]:
+    """Uptime of every daemon seen in the period (or of one), sorted by id."""
+    t = daemon_timeline
+    start, end, overlaps = _clipped_spans(period)
+    query = (
+        select(
+            t.c.daemon_id,
+            t.c.state,
+            t.c.status,
+            t.c.reason,
+            func.sum(seconds_between(start, end)).label("seconds"),
+            func.count().label("spans"),
+        )
+        .where(overlaps)
+        .group_by(t.c.daemon_id, t.c.state, t.c.status, t.c.reason)
+    )
+    if daemon_id is not None:
+        query = query.where(t.c.daemon_id == daemon_id)
+
+    totals: dict[str, dict[str, Any]] = defaultdict(_empty_summary)
+    for row in conn.execute(query):
+        summary = totals[row.daemon_id]
+        seconds = max(float(row.seconds or 0.0), 0.0)
+        if row.state == "up":
+            summary["upSeconds"] += seconds
+            summary["statusSeconds"][row.status] += seconds
+        elif row.reason == "deregistered":
+            summary["plannedDownSeconds"] += seconds
+        else:
+            summary["downSeconds"] += seconds
+            summary["incidents"] += row.spans
+    return [_finish(daemon, totals[daemon]) for daemon in sorted(totals)]
+
+
+def down_intervals(conn: Connection, period: Period, daemon_id: str) -> list[dict[str, Any]]:
+    """Each time the daemon was down in the period, clipped to it, oldest first."""
+    t = daemon_timeline
+    start, end, overlaps = _clipped_spans(period)
+    rows = conn.execute(
+        select(start.label("start"), end.label("end"), t.c.ended_at, t.c.reason)
+        .where(overlaps, t.c.daemon_id == daemon_id, t.c.state == "down")
+        .order_by(t.c.started_at)
+    )
+    return [
+        {
+            "from": isoformat_z(row.start),
+            "to": isoformat_z(row.end),
+            "reason": row.reason,
+            "planned": row.reason == "deregistered",
+            "ongoing": row.ended_at is None or row.ended_at > period.now,
+        }
+        for row in rows
+    ]
+
+
+def _empty_summary() -> dict[str, Any]:
+    return {
+        "upSeconds": 0.0,
+        "downSeconds": 0.0,
+        "plannedDownSeconds": 0.0,
+        "statusSeconds": dict.fromkeys(STATUSES, 0.0),
+        "incidents": 0,
+    }
+
+
+def _finish(daemon_id: str, summary: dict[str, Any]) -> dict[str, Any]:
+    counted = summary["upSeconds"] + summary["downSeconds"]
+    ratio = summary["upSeconds"] / counted if counted else None
+    rounded = {
+        key: round(value, 3) if isinstance(value, float) else value for key, value in summary.items()
+    }
+    rounded["statusSeconds"] = {k: round(v, 3) for k, v in summary["statusSeconds"].items()}
+    return {"daemonId": daemon_id, "uptimeRatio": None if ratio is None else round(ratio, 6), **rounded}
+

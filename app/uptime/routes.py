@@ -1,0 +1,42 @@
+"""HTTP for uptime questions; same key and rate limit as the other admin endpoints."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from app.auth import require_api_key
+from app.clock import now
+from app.db import connection
+from app.errors import error_response
+from app.timestamps import isoformat_z
+from app.uptime import queries
+from app.uptime.period import Period, parse_period
+
+bp = Blueprint("uptime", __name__, url_prefix="/api/daemon")
+bp.before_request(require_api_key)
+
+
+def _period_fields(period: Period) -> dict[str, str]:
+    return {"from": isoformat_z(period.start), "to": isoformat_z(period.end)}
+
+
+@bp.get("/uptime")
+def fleet_uptime() -> Response:
+    period = parse_period(request.args, now=now())
+    return jsonify({**_period_fields(period), "daemons": queries.summaries(connection(), period)})
+
+
+@bp.get("/<daemon_id>/uptime")
+def daemon_uptime(daemon_id: str) -> Response:
+    period = parse_period(request.args, now=now())
+    conn = connection()
+    found = queries.summaries(conn, period, daemon_id)
+    if not found:
+        return error_response(404, f"No history for daemon {daemon_id!r} in this period")
+    return jsonify(
+        {
+            **_period_fields(period),
+            **found[0],
+            "downIntervals": queries.down_intervals(conn, period, daemon_id),
+        }
+    )
