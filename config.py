@@ -33,6 +33,7 @@ class Settings:
     trusted_proxy_hops: int = 0
     max_content_length: int = 64 * 1024
     database_timeout_seconds: int = 3
+    history_retention_days: int = 90
 
     def flask_config(self) -> dict:
         """The settings in the shape Flask and its extensions read."""
@@ -46,6 +47,7 @@ class Settings:
             "TRUSTED_PROXY_HOPS": self.trusted_proxy_hops,
             "MAX_CONTENT_LENGTH": self.max_content_length,
             "DATABASE_TIMEOUT_SECONDS": self.database_timeout_seconds,
+            "HISTORY_RETENTION_DAYS": self.history_retention_days,
         }
 
 
@@ -114,5 +116,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         max_content_length=_int(env, "MAX_CONTENT_LENGTH", defaults.max_content_length, minimum=1024),
         database_timeout_seconds=_int(
             env, "DATABASE_TIMEOUT_SECONDS", defaults.database_timeout_seconds, minimum=1
+        ),
+        history_retention_days=_int(
+            env, "HISTORY_RETENTION_DAYS", defaults.history_retention_days, minimum=1
         ),
     )

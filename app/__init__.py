@@ -6,7 +6,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import clock as clocks
-from app import db, errors, limiter
+from app import cli, db, errors, limiter
 from app.clock import Clock
 from app.daemons.routes import bp as daemons_bp
 from app.uptime.routes import bp as uptime_bp
@@ -27,6 +27,7 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     errors.init_app(app)
+    cli.init_app(app)
     db.init_app(app)
     limiter.init_app(app, daemons_bp, uptime_bp)
     app.register_blueprint(uptime_bp)

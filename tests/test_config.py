@@ -37,6 +37,7 @@ def test_every_variable_is_read():
             "TRUSTED_PROXY_HOPS": "1",
             "MAX_CONTENT_LENGTH": "2048",
             "DATABASE_TIMEOUT_SECONDS": "7",
+            "HISTORY_RETENTION_DAYS": "30",
         }
     )
     assert settings == Settings(
@@ -49,6 +50,7 @@ def test_every_variable_is_read():
         trusted_proxy_hops=1,
         max_content_length=2048,
         database_timeout_seconds=7,
+        history_retention_days=30,
     )
 
 
