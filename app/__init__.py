@@ -9,6 +9,7 @@ from app import clock as clocks
 from app import cli, db, errors, limiter
 from app.clock import Clock
 from app.daemons.routes import bp as daemons_bp
+from app.fleet.routes import bp as fleet_bp
 from app.uptime.routes import bp as uptime_bp
 from config import Settings, settings_from_env
 
@@ -29,7 +30,8 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     errors.init_app(app)
     cli.init_app(app)
     db.init_app(app)
-    limiter.init_app(app, daemons_bp, uptime_bp)
+    limiter.init_app(app, daemons_bp, uptime_bp, fleet_bp)
+    app.register_blueprint(fleet_bp)
     app.register_blueprint(uptime_bp)
     app.register_blueprint(daemons_bp)
     return app

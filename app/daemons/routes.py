@@ -18,6 +18,7 @@ from app.timestamps import isoformat_z
 bp = Blueprint("daemons", __name__, url_prefix="/api/daemon")
 bp.before_request(require_api_key)
 
+
 def _ttl() -> timedelta:
     return timedelta(seconds=current_app.config["DAEMON_TTL_SECONDS"])
 

@@ -1,0 +1,39 @@
+"""HTTP for the read-only fleet views."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from app.auth import require_api_key
+from app.clock import now
+from app.db import connection
+from app.errors import InvalidInput
+from app.fleet import queries
+
+bp = Blueprint("fleet", __name__, url_prefix="/api")
+bp.before_request(require_api_key)
+
+
+def _int_param(name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+        message = f"must be an integer from {minimum} to {maximum}"
+        raise InvalidInput(f"Invalid query parameter {name}: {message}", {name: message})
+    return int(raw)
+
+
+@bp.get("/daemons")
+def list_daemons() -> Response:
+    daemons = queries.fleet(connection(), now=now())
+    stale = sum(1 for d in daemons if d["stale"])
+    return jsonify({"daemons": daemons, "totalActive": len(daemons) - stale, "totalStale": stale})
+
+
+@bp.get("/events")
+def list_events() -> Response:
+    after = _int_param("after", 0, minimum=0, maximum=2**63 - 1)
+    limit = _int_param("limit", 100, minimum=1, maximum=queries.MAX_EVENTS)
+    found = queries.events(connection(), after=after, limit=limit)
+    return jsonify({"events": found, "lastId": found[-1]["id"] if found else after})
