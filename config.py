@@ -18,6 +18,16 @@ INSTANCE_DIR = Path(__file__).resolve().parent / "instance"
 DEFAULT_DATABASE_URL = f"sqlite:///{INSTANCE_DIR / 'daemon-health.db'}"
 
 
+# Alert types a watcher can send; ALERT_EVENTS picks among them.
+ALERT_TYPES = (
+    "daemon.stale",
+    "daemon.recovered",
+    "daemon.unhealthy",
+    "daemon.healthy_again",
+    "daemon.deregistered",
+)
+
+
 class ConfigError(RuntimeError):
     """The environment does not describe a runnable service."""
 
@@ -34,6 +44,12 @@ class Settings:
     max_content_length: int = 64 * 1024
     database_timeout_seconds: int = 3
     history_retention_days: int = 90
+    alert_webhook_urls: tuple[str, ...] = ()
+    alert_webhook_secret: str = ""
+    alert_events: tuple[str, ...] = ALERT_TYPES
+    alert_timeout_seconds: int = 5
+    alert_max_attempts: int = 8
+    watch_interval_seconds: int = 2
 
     def flask_config(self) -> dict:
         """The settings in the shape Flask and its extensions read."""
@@ -48,6 +64,12 @@ class Settings:
             "MAX_CONTENT_LENGTH": self.max_content_length,
             "DATABASE_TIMEOUT_SECONDS": self.database_timeout_seconds,
             "HISTORY_RETENTION_DAYS": self.history_retention_days,
+            "ALERT_WEBHOOK_URLS": self.alert_webhook_urls,
+            "ALERT_WEBHOOK_SECRET": self.alert_webhook_secret,
+            "ALERT_EVENTS": self.alert_events,
+            "ALERT_TIMEOUT_SECONDS": self.alert_timeout_seconds,
+            "ALERT_MAX_ATTEMPTS": self.alert_max_attempts,
+            "WATCH_INTERVAL_SECONDS": self.watch_interval_seconds,
         }
 
 
@@ -77,6 +99,32 @@ def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
     return keys
 
 
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _webhooks(env: Mapping[str, str]) -> tuple[tuple[str, ...], str]:
+    urls = _list(env, "ALERT_WEBHOOK_URLS")
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"ALERT_WEBHOOK_URLS: {url!r} is not an http(s) URL")
+    secret = env.get("ALERT_WEBHOOK_SECRET", "").strip()
+    if urls and len(secret) < 16:
+        raise ConfigError(
+            "ALERT_WEBHOOK_SECRET must be set (at least 16 characters) when ALERT_WEBHOOK_URLS is: "
+            "receivers verify every alert's signature with it"
+        )
+    return urls, secret
+
+
+def _alert_events(env: Mapping[str, str]) -> tuple[str, ...]:
+    chosen = _list(env, "ALERT_EVENTS") or ALERT_TYPES
+    unknown = sorted(set(chosen) - set(ALERT_TYPES))
+    if unknown:
+        raise ConfigError(f"ALERT_EVENTS: unknown {', '.join(unknown)}; known: {', '.join(ALERT_TYPES)}")
+    return chosen
+
+
 def _rate_limit(env: Mapping[str, str], default: str) -> str:
     value = env.get("ADMIN_RATE_LIMIT", "").strip() or default
     try:
@@ -103,6 +151,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every setting; raise ConfigError naming the first bad one."""
     env = os.environ if env is None else env
     defaults = Settings()
+    urls, secret = _webhooks(env)
     return Settings(
         database_url=database_url_from_env(env),
         admin_api_keys=_api_keys(env),
@@ -119,5 +168,15 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         history_retention_days=_int(
             env, "HISTORY_RETENTION_DAYS", defaults.history_retention_days, minimum=1
+        ),
+        alert_webhook_urls=urls,
+        alert_webhook_secret=secret,
+        alert_events=_alert_events(env),
+        alert_timeout_seconds=_int(
+            env, "ALERT_TIMEOUT_SECONDS", defaults.alert_timeout_seconds, minimum=1
+        ),
+        alert_max_attempts=_int(env, "ALERT_MAX_ATTEMPTS", defaults.alert_max_attempts, minimum=1),
+        watch_interval_seconds=_int(
+            env, "WATCH_INTERVAL_SECONDS", defaults.watch_interval_seconds, minimum=1
         ),
     )

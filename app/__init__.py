@@ -6,8 +6,9 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import clock as clocks
-from app import cli, db, errors, limiter
+from app import cli, db, errors, limiter, liveness
 from app.clock import Clock
+from app.daemons.routes import PROBE_KEY
 from app.daemons.routes import bp as daemons_bp
 from app.fleet.routes import bp as fleet_bp
 from app.uptime.routes import bp as uptime_bp
@@ -21,6 +22,7 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     app.config.update(settings.flask_config())
     app.json.sort_keys = False  # keep the specification's field order
     clocks.install(app, clock)
+    app.extensions[PROBE_KEY] = liveness.Probe()
 
     if settings.trusted_proxy_hops:
         # Only ProxyFix reads X-Forwarded-For, and only the configured number of hops.

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from datetime import timedelta
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from app import watcher
+from app.alerts import outbox, webhooks
 from app.clock import now
 from app.db import database
+from app.timestamps import isoformat_z
 from app.uptime import retention
 
 daemons_cli = AppGroup("daemons", help="Manage the daemon registry and its history.")
@@ -29,6 +34,81 @@ def prune_history(days: int | None) -> None:
     with database().engine.connect() as conn:
         removed = retention.prune(conn, before=cutoff)
     click.echo(f"Removed {removed} history events older than {days} days.")
+
+
+@daemons_cli.command("watch")
+def watch() -> None:
+    """Run the watcher: record expiries within seconds and deliver alerts (SIGTERM stops it)."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    urls = current_app.config["ALERT_WEBHOOK_URLS"]
+    click.echo(
+        f"Watching every {current_app.config['WATCH_INTERVAL_SECONDS']} s; "
+        f"alerts to {len(urls)} webhook(s): {', '.join(current_app.config['ALERT_EVENTS']) if urls else 'none'}"
+    )
+    watcher.run(current_app._get_current_object(), stop)
+    click.echo("Watcher stopped.")
+
+
+alerts_cli = AppGroup("alerts", help="Inspect and resend webhook alerts.")
+daemons_cli.add_command(alerts_cli)
+
+
+@alerts_cli.command("test")
+def send_test_alert() -> None:
+    """Send a signed test alert to every configured webhook and say how each answered."""
+    urls = current_app.config["ALERT_WEBHOOK_URLS"]
+    if not urls:
+        raise click.ClickException("ALERT_WEBHOOK_URLS is not set")
+    payload = {"id": f"test_{int(now().timestamp())}", "type": "test", "occurredAt": isoformat_z(now())}
+    failed = 0
+    for url in urls:
+        outcome = webhooks.post(
+            url,
+            payload,
+            secret=current_app.config["ALERT_WEBHOOK_SECRET"],
+            timeout=current_app.config["ALERT_TIMEOUT_SECONDS"],
+        )
+        failed += not outcome.delivered
+        click.echo(f"{'ok  ' if outcome.delivered else 'FAIL'} {url}: {outcome.detail}")
+    if failed:
+        raise SystemExit(1)
+
+
+def _print_deliveries(rows) -> None:
+    for row in rows:
+        when = isoformat_z(row.delivered_at or row.next_attempt_at)
+        click.echo(
+            f"{row.id:>6}  {row.state:<9} {row.alert_type:<22} {row.payload['daemonId']:<24} "
+            f"tries={row.attempts} {when}  {row.url}  {row.last_error or ''}".rstrip()
+        )
+
+
+@alerts_cli.command("list")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20)
+def list_alerts(limit: int) -> None:
+    """The most recent alert deliveries, newest first."""
+    with database().engine.connect() as conn:
+        _print_deliveries(outbox.recent(conn, limit=limit))
+
+
+@alerts_cli.command("failed")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20)
+def failed_alerts(limit: int) -> None:
+    """Deliveries that gave up; resend one with 'redeliver ID'."""
+    with database().engine.connect() as conn:
+        _print_deliveries(outbox.recent(conn, state="failed", limit=limit))
+
+
+@alerts_cli.command("redeliver")
+@click.argument("delivery_id", type=int)
+def redeliver(delivery_id: int) -> None:
+    """Queue one delivery again; the watcher sends it on its next tick."""
+    with database().engine.connect() as conn:
+        if not outbox.redeliver(conn, delivery_id, now=now()):
+            raise click.ClickException(f"no delivery {delivery_id}")
+    click.echo(f"Delivery {delivery_id} queued again.")
 
 
 def init_app(app: Flask) -> None:

@@ -1,4 +1,4 @@
-"""Dialect differences in one place: upsert, and the time arithmetic of uptime."""
+"""Dialect differences in one place: upserts, and the time arithmetic of uptime."""
 
 from __future__ import annotations
 
@@ -10,10 +10,18 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 
 
+def _insert(conn: Connection, table: Table):
+    return {"postgresql": postgresql, "sqlite": sqlite}[conn.dialect.name].insert(table)
+
+
+def insert_ignoring_conflicts(conn: Connection, table: Table, values: dict[str, Any]) -> int:
+    """Insert ``values`` unless a unique constraint already holds such a row; 1 or 0."""
+    return conn.execute(_insert(conn, table).values(values).on_conflict_do_nothing()).rowcount
+
+
 def upsert(conn: Connection, table: Table, values: dict[str, Any], *, key: str) -> Row[Any]:
     """Insert ``values`` or, if a row with the same ``key`` exists, overwrite it; return the row."""
-    dialect = {"postgresql": postgresql, "sqlite": sqlite}[conn.dialect.name]
-    stmt = dialect.insert(table).values(values)
+    stmt = _insert(conn, table).values(values)
     stmt = stmt.on_conflict_do_update(
         index_elements=[key],
         set_={name: stmt.excluded[name] for name in values if name != key},

@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import JSON, BigInteger, CheckConstraint, Index, Integer, MetaData, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -14,6 +25,7 @@ from app.timestamps import UTCDateTime
 Status = Literal["healthy", "degraded", "unhealthy"]
 STATUSES: tuple[str, ...] = get_args(Status)
 EVENT_KINDS = ("registered", "status_changed", "stale", "deregistered")
+DELIVERY_STATES = ("pending", "delivered", "failed")
 
 # Named constraints keep Alembic migrations identical on SQLite and Postgres.
 NAMING_CONVENTION = {
@@ -65,6 +77,8 @@ class Daemon(Base):
     status: Mapped[str] = mapped_column(String(16))
     tasks_processed: Mapped[int] = mapped_column(BigInteger)
     current_task: Mapped[str | None] = mapped_column(String(256))
+    # Set when a watcher recorded this row's expiry, so /health does not record it twice.
+    stale_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class DaemonEvent(Base):
@@ -80,6 +94,13 @@ class DaemonEvent(Base):
         CheckConstraint(_in("kind", EVENT_KINDS), name="kind"),
         Index(None, "daemon_id", "occurred_at"),
         Index(None, "occurred_at"),
+        # The watcher's queue of events not yet turned into alerts.
+        Index(
+            "ix_daemon_events_alerts_pending",
+            "id",
+            postgresql_where=text("alerted_at IS NULL"),
+            sqlite_where=text("alerted_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -89,7 +110,62 @@ class DaemonEvent(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str | None] = mapped_column(String(16))
     state: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # When a watcher turned this event into alerts (or decided it needs none).
+    alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ServiceLiveness(Base):
+    """When the service was last seen working (one row, id 1; made by the first watcher).
+
+    Refreshed by watcher ticks and, about once a second per process, by API
+    traffic. A lapse longer than the TTL means the service or its database was
+    down: daemons then get one TTL of grace instead of being declared stale.
+    """
+
+    __tablename__ = "service_liveness"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_alive_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ServiceOutage(Base):
+    """A lapse of the service longer than the TTL, and how many daemons got grace."""
+
+    __tablename__ = "service_outages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    daemons_graced: Mapped[int] = mapped_column(Integer)
+
+
+class AlertDelivery(Base):
+    """The outbox: one webhook delivery of one alert to one URL, retried until done."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
+        # One delivery per event and receiver, however many watchers enqueue it.
+        UniqueConstraint("event_id", "url"),
+        # The sender's scan: due pending deliveries, oldest first.
+        Index(None, "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    alert_type: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(String(2048))
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 daemons = Daemon.__table__
 daemon_events = DaemonEvent.__table__
+service_liveness = ServiceLiveness.__table__
+service_outages = ServiceOutage.__table__
+alert_deliveries = AlertDelivery.__table__

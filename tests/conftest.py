@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.db import database
-from app.models import daemon_events, daemons
+from app.models import Base
 from config import Settings
 
 API_KEY = "test-admin-key-0123456789"
@@ -147,8 +147,8 @@ def make_app(settings: Settings, clock: FrozenClock) -> Iterator[Callable[..., F
 def app(make_app: Callable[..., Flask]) -> Flask:
     app = make_app()
     with database(app).engine.begin() as conn:
-        conn.execute(delete(daemon_events))
-        conn.execute(delete(daemons))
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(delete(table))
     return app
 
 

@@ -15,11 +15,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, func, select
 
+from app import create_app
+from app import watcher as watchers
 from app.daemons import service
 from app.daemons.schemas import HeartbeatIn, RegistrationIn
-from app.db import build_engine
-from app.models import daemon_events, daemons
-from tests.conftest import START, heartbeat_body, migrate, registration
+from app.db import build_engine, database
+from app.models import alert_deliveries, daemon_events, daemons
+from config import Settings
+from tests.conftest import API_KEY, START, heartbeat_body, migrate, registration
+from tests.webhook_receiver import start_receiver
 
 TTL = timedelta(seconds=60)
 READERS = 8
@@ -125,3 +129,53 @@ def test_concurrent_registrations_of_one_id_leave_one_row(pg_engine):
     _in_parallel(pg_engine, register, READERS)
     with pg_engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(daemons)).scalar_one() == 1
+
+
+def test_two_watchers_racing_produce_each_stale_event_and_alert_once(postgres_database, clock):
+    """Two watchers (own apps, own engines, own threads) tick at the same moments."""
+    migrate(postgres_database)
+    receiver = start_receiver()
+    settings = Settings(
+        database_url=postgres_database,
+        admin_api_keys=(API_KEY,),
+        alert_webhook_urls=(receiver.url,),
+        alert_webhook_secret="webhook-secret-0123456789",
+    )
+    apps = [create_app(settings, clock=clock) for _ in range(2)]
+    engine = database(apps[0]).engine
+    try:
+        with engine.begin() as conn:
+            for table in (alert_deliveries, daemon_events, daemons):
+                conn.execute(delete(table))
+        ids = _register_many(engine, 150)
+        clock.current = START
+        with ThreadPoolExecutor(8) as senders:
+            reports = []
+            for _ in range(8):  # 80 s of watching, both watchers ticking together
+                clock.advance(10)
+                barrier = threading.Barrier(2)
+
+                def tick(app):
+                    barrier.wait()
+                    return watchers.tick(app, senders)
+
+                with ThreadPoolExecutor(2) as pair:
+                    reports += list(pair.map(tick, apps))
+        stale = Counter(d for report in reports for d in report.stale)
+        assert set(stale) == set(ids) and set(stale.values()) == {1}
+        with engine.connect() as conn:
+            stale_events = conn.execute(
+                select(func.count()).where(daemon_events.c.kind == "stale")
+            ).scalar_one()
+            deliveries = conn.execute(
+                select(alert_deliveries.c.state, func.count()).group_by(alert_deliveries.c.state)
+            ).all()
+        assert stale_events == len(ids)
+        assert deliveries == [("delivered", len(ids))]
+        received = Counter(r.json["daemonId"] for r in receiver.received)
+        assert set(received) == set(ids) and set(received.values()) == {1}
+    finally:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+        for app in apps:
+            database(app).dispose()

@@ -7,6 +7,7 @@ from datetime import timedelta
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import UnsupportedMediaType
 
+from app import liveness
 from app.auth import require_api_key
 from app.clock import now
 from app.daemons import service
@@ -17,6 +18,17 @@ from app.timestamps import isoformat_z
 
 bp = Blueprint("daemons", __name__, url_prefix="/api/daemon")
 bp.before_request(require_api_key)
+
+PROBE_KEY = "daemon_health_liveness_probe"
+
+
+@bp.before_request
+def _note_service_alive() -> None:
+    # About once a second per process; after an outage of our own this grants
+    # grace before the request can judge any daemon stale.
+    current = now()
+    if current_app.extensions[PROBE_KEY].due(current):
+        liveness.observe(connection(), now=current, ttl=_ttl())
 
 
 def _ttl() -> timedelta:

@@ -38,7 +38,7 @@ def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timed
         previous = conn.execute(
             select(daemons).where(daemons.c.daemon_id == reg.daemon_id).with_for_update()
         ).first()
-        if previous is not None and previous.expires_at < now:
+        if previous is not None and previous.expires_at < now and previous.stale_recorded_at is None:
             _record_stale(conn, [previous], now=now)
         values = {
             "daemon_id": reg.daemon_id,
@@ -53,6 +53,7 @@ def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timed
             "status": "healthy",
             "tasks_processed": 0,
             "current_task": None,
+            "stale_recorded_at": None,
         }
         row = upsert(conn, daemons, values, key="daemon_id")
         conn.execute(
@@ -152,8 +153,9 @@ def health(conn: Connection, *, now: datetime) -> HealthReport:
         reaped = conn.execute(
             delete(daemons).where(daemons.c.expires_at < now).returning(daemons)
         ).all()
-        if reaped:
-            _record_stale(conn, reaped, now=now)
+        unrecorded = [row for row in reaped if row.stale_recorded_at is None]
+        if unrecorded:
+            _record_stale(conn, unrecorded, now=now)
         active = conn.execute(
             select(daemons).where(daemons.c.expires_at >= now).order_by(daemons.c.daemon_id)
         ).all()
@@ -161,6 +163,26 @@ def health(conn: Connection, *, now: datetime) -> HealthReport:
         active=[daemon_state(row) for row in active],
         stale=[daemon_state(row) for row in sorted(reaped, key=lambda r: r.daemon_id)],
     )
+
+
+def record_expiries(conn: Connection, *, now: datetime) -> list[str]:
+    """Write the 'stale' event of every newly expired daemon, without reaping it.
+
+    This is the watcher's job: history and alerts learn of an expiry within a
+    tick, while the row stays for ``health`` to report stale exactly once. The
+    conditional UPDATE makes each expiry recorded once however many watchers
+    run: a second watcher blocks on the row lock, then finds it already marked.
+    """
+    with conn.begin():
+        newly_expired = conn.execute(
+            update(daemons)
+            .where(daemons.c.expires_at < now, daemons.c.stale_recorded_at.is_(None))
+            .values(stale_recorded_at=now)
+            .returning(daemons)
+        ).all()
+        if newly_expired:
+            _record_stale(conn, newly_expired, now=now)
+    return sorted(row.daemon_id for row in newly_expired)
 
 
 def _record_stale(conn: Connection, rows: list[Row[Any]], *, now: datetime) -> None:

@@ -1,0 +1,1 @@
+"""Alerts: history events turned into signed webhooks, delivered from an outbox."""

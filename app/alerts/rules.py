@@ -1,0 +1,37 @@
+"""Which history events are worth an alert, and what the alert says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row
+
+from app.timestamps import isoformat_z
+
+
+def alert_type(event: Row[Any], previous: Row[Any] | None) -> str | None:
+    """The alert an event raises, judged against the daemon's event before it."""
+    if event.kind == "stale":
+        return "daemon.stale"
+    if event.kind == "deregistered":
+        return "daemon.deregistered"
+    if event.kind == "registered":
+        return "daemon.recovered" if previous is not None and previous.kind == "stale" else None
+    if event.kind == "status_changed":
+        if event.status == "unhealthy":
+            return "daemon.unhealthy"
+        if previous is not None and previous.status == "unhealthy":
+            return "daemon.healthy_again"
+    return None
+
+
+def payload(event: Row[Any], kind: str) -> dict[str, Any]:
+    """The webhook body. ``id`` names the event, so receivers can drop repeats."""
+    return {
+        "id": f"evt_{event.id}",
+        "type": kind,
+        "daemonId": event.daemon_id,
+        "occurredAt": isoformat_z(event.occurred_at),
+        "recordedAt": isoformat_z(event.recorded_at),
+        "daemon": event.state,
+    }

@@ -1,0 +1,88 @@
+"""Grace after the service's own outage: a daemon is not stale because *we* were down.
+
+The service notes when it was last seen working (``service_liveness``): every
+watcher tick, and about once a second per process of API traffic. If that
+note is older than the TTL when work resumes, the service or its database was
+unreachable for longer than a TTL, and daemons that kept trying did nothing
+wrong. Each daemon that was alive when the lapse began (its own last heartbeat
+within a TTL of it) gets one TTL of grace from now, the way Kubernetes' node
+controller and Healthchecks.io hold back after their own outages.
+
+The rule is active once a watcher has run (its first tick creates the row):
+without a watcher, a quiet fleet and a dead service look alike.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, insert, select, update
+
+from app.dialect import upsert
+from app.models import daemons, service_liveness, service_outages
+
+ROW_ID = 1
+CHECK_EVERY = timedelta(seconds=1)
+
+
+def observe(
+    conn: Connection, *, now: datetime, ttl: timedelta, create: bool = False
+) -> int:
+    """Note that the service works at ``now``; after a lapse, grant grace.
+
+    Returns how many daemons got grace. ``create`` (the watcher) makes the
+    row; API traffic only refreshes an existing one.
+    """
+    with conn.begin():
+        last = conn.execute(
+            select(service_liveness.c.last_alive_at).where(service_liveness.c.id == ROW_ID)
+        ).scalar()
+        if last is None:
+            if create:
+                upsert(conn, service_liveness, {"id": ROW_ID, "last_alive_at": now}, key="id")
+            return 0
+        if last >= now:
+            return 0
+        # Compare-and-set: of several processes noticing the same lapse, one grants grace.
+        won = conn.execute(
+            update(service_liveness)
+            .where(service_liveness.c.id == ROW_ID, service_liveness.c.last_alive_at == last)
+            .values(last_alive_at=now)
+        ).rowcount
+        if not won or now - last <= ttl:
+            return 0
+        return _grant_grace(conn, lapse_began=last, now=now, ttl=ttl)
+
+
+def _grant_grace(conn: Connection, *, lapse_began: datetime, now: datetime, ttl: timedelta) -> int:
+    graced = conn.execute(
+        update(daemons)
+        .where(
+            daemons.c.stale_recorded_at.is_(None),
+            # Alive by its own heartbeat when we lapsed; earlier grace does not count,
+            # so a dead daemon is never carried from one lapse to the next.
+            daemons.c.last_heartbeat >= lapse_began - ttl,
+            daemons.c.expires_at < now + ttl,
+        )
+        .values(expires_at=now + ttl)
+    ).rowcount
+    conn.execute(
+        insert(service_outages).values(started_at=lapse_began, ended_at=now, daemons_graced=graced)
+    )
+    return graced
+
+
+class Probe:
+    """Per-process throttle: API traffic calls ``observe`` about once a second."""
+
+    def __init__(self) -> None:
+        self._next_check: datetime | None = None
+        self._lock = threading.Lock()
+
+    def due(self, now: datetime) -> bool:
+        with self._lock:
+            if self._next_check is not None and now < self._next_check:
+                return False
+            self._next_check = now + CHECK_EVERY
+            return True

@@ -1,0 +1,284 @@
+"""Alerts that arrive and can be trusted, through a real HTTP receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from app import watcher
+from app.alerts import outbox
+from app.models import alert_deliveries, daemon_events
+from tests.conftest import HEADERS, heartbeat_body, registration
+from tests.webhook_receiver import start_receiver, verify_signature
+
+SECRET = "webhook-secret-0123456789"
+
+
+@pytest.fixture
+def receiver():
+    receiver = start_receiver()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
+@pytest.fixture
+def senders():
+    with ThreadPoolExecutor(8) as pool:
+        yield pool
+
+
+@pytest.fixture
+def alerting(app, make_app, receiver):
+    """The app with webhooks on; ``app`` has emptied the tables first."""
+    return make_app(alert_webhook_urls=(receiver.url,), alert_webhook_secret=SECRET)
+
+
+@pytest.fixture
+def api(alerting):
+    client = alerting.test_client()
+
+    def call(method: str, path: str, body=None):
+        return client.open(f"/api/daemon/{path}", method=method, json=body, headers=HEADERS)
+
+    return call
+
+
+@pytest.fixture
+def tick(alerting, senders):
+    return lambda app=None: watcher.tick(app or alerting, senders)
+
+
+@pytest.fixture
+def watch(clock, alerting, senders):
+    """Let time pass with a watcher running, ticking every 10 s; returns what it saw."""
+
+    def run(seconds: float, app=None) -> list[str]:
+        stale: list[str] = []
+        while seconds > 0:
+            step = min(10.0, seconds)
+            clock.advance(step)
+            seconds -= step
+            stale += watcher.tick(app or alerting, senders).stale
+        return stale
+
+    return run
+
+
+def _types(receiver):
+    """Alerts received, in event order (deliveries go out in parallel)."""
+    ordered = sorted(receiver.received, key=lambda r: int(r.json["id"].removeprefix("evt_")))
+    return [(r.json["type"], r.json["daemonId"]) for r in ordered]
+
+
+def _deliveries(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(alert_deliveries).order_by(alert_deliveries.c.id)).all()
+
+
+def test_watcher_records_expiry_and_sends_one_signed_alert(clock, api, tick, receiver, watch):
+    api("POST", "register", registration())
+    tick()
+    assert watch(61) == ["daemon_macmini_1"]
+    [alert] = receiver.received
+    assert verify_signature(SECRET, alert)
+    body = alert.json
+    assert (body["type"], body["daemonId"]) == ("daemon.stale", "daemon_macmini_1")
+    assert body["occurredAt"] == "2026-01-25T12:01:00Z"
+    assert body["daemon"]["status"] == "healthy"
+    assert alert.headers["x-daemonhealth-event-id"] == body["id"]
+    clock.advance(5)
+    tick()
+    assert len(receiver.received) == 1
+
+
+def test_watcher_leaves_the_stale_report_to_health(clock, api, tick, engine, watch):
+    api("POST", "register", registration())
+    watch(61)
+    first = api("GET", "health").get_json()
+    assert [d["daemonId"] for d in first["stale"]] == ["daemon_macmini_1"]
+    assert api("GET", "health").get_json()["stale"] == []
+    with engine.connect() as conn:
+        kinds = conn.execute(select(daemon_events.c.kind).order_by(daemon_events.c.id)).scalars().all()
+    assert kinds == ["registered", "stale"]  # /health did not record it a second time
+
+
+def test_signature_fails_with_another_secret_or_body(clock, api, tick, receiver, watch):
+    api("POST", "register", registration())
+    watch(61)
+    [alert] = receiver.received
+    assert not verify_signature("another-secret-0123456789", alert)
+    alert.body = alert.body.replace(b"healthy", b"degraded")
+    assert not verify_signature(SECRET, alert)
+
+
+def test_recovered_unhealthy_healthy_again_and_deregistered(clock, api, tick, receiver, watch):
+    api("POST", "register", registration())
+    watch(61)
+    api("POST", "register", registration())  # recovered
+    api("POST", "heartbeat", heartbeat_body(status="unhealthy"))
+    api("POST", "heartbeat", heartbeat_body(status="degraded"))  # out of unhealthy
+    api("POST", "heartbeat", heartbeat_body(status="healthy"))  # no alert: was degraded
+    api("DELETE", "daemon_macmini_1")
+    tick()
+    assert _types(receiver) == [
+        ("daemon.stale", "daemon_macmini_1"),
+        ("daemon.recovered", "daemon_macmini_1"),
+        ("daemon.unhealthy", "daemon_macmini_1"),
+        ("daemon.healthy_again", "daemon_macmini_1"),
+        ("daemon.deregistered", "daemon_macmini_1"),
+    ]
+    assert len({r.json["id"] for r in receiver.received}) == 5
+
+
+def test_only_configured_alert_types_fire(app, make_app, clock, receiver, senders, watch):
+    only_stale = make_app(
+        alert_webhook_urls=(receiver.url,), alert_webhook_secret=SECRET, alert_events=("daemon.stale",)
+    )
+    client = only_stale.test_client()
+    client.post("/api/daemon/register", json=registration(), headers=HEADERS)
+    client.post("/api/daemon/heartbeat", json=heartbeat_body(status="unhealthy"), headers=HEADERS)
+    watch(61, only_stale)
+    assert _types(receiver) == [("daemon.stale", "daemon_macmini_1")]
+
+
+def test_every_webhook_gets_each_alert(app, make_app, clock, senders, watch):
+    first, second = start_receiver(), start_receiver()
+    try:
+        both = make_app(alert_webhook_urls=(first.url, second.url), alert_webhook_secret=SECRET)
+        both.test_client().post("/api/daemon/register", json=registration(), headers=HEADERS)
+        watch(61, both)
+        assert _types(first) == _types(second) == [("daemon.stale", "daemon_macmini_1")]
+    finally:
+        for receiver in (first, second):
+            receiver.server.shutdown()
+            receiver.server.server_close()
+
+
+def test_500s_are_retried_with_growing_backoff(clock, api, tick, receiver, engine, watch):
+    receiver.answer((500, 0), (502, 0), (200, 0))
+    api("POST", "register", registration())
+    watch(61)
+    [delivery] = _deliveries(engine)
+    assert (delivery.state, delivery.attempts, delivery.last_error) == ("pending", 1, "HTTP 500")
+    first_wait = delivery.next_attempt_at - clock.now()
+    assert timedelta(seconds=2.5) <= first_wait <= timedelta(seconds=5)
+    tick()  # not due yet: nothing sent
+    assert len(receiver.received) == 1
+    clock.advance(first_wait.total_seconds())
+    tick()
+    [delivery] = _deliveries(engine)
+    second_wait = delivery.next_attempt_at - clock.now()
+    assert timedelta(seconds=5) <= second_wait <= timedelta(seconds=10)
+    clock.advance(second_wait.total_seconds())
+    tick()
+    [delivery] = _deliveries(engine)
+    assert (delivery.state, delivery.attempts) == ("delivered", 3)
+    assert len(receiver.received) == 3
+    assert len({r.json["id"] for r in receiver.received}) == 1  # the same event each time
+
+
+def test_timeouts_are_retried(app, make_app, clock, receiver, senders, engine, watch):
+    impatient = make_app(
+        alert_webhook_urls=(receiver.url,), alert_webhook_secret=SECRET, alert_timeout_seconds=1
+    )
+    receiver.answer((200, 2.0), (200, 0))
+    impatient.test_client().post("/api/daemon/register", json=registration(), headers=HEADERS)
+    watch(61, impatient)
+    [delivery] = _deliveries(engine)
+    assert delivery.state == "pending"
+    assert "timed out" in delivery.last_error
+    clock.advance(10)
+    watcher.tick(impatient, senders)
+    assert _deliveries(engine)[0].state == "delivered"
+
+
+def test_a_slow_receiver_does_not_hold_up_the_others(app, make_app, clock, senders, watch):
+    slow, fast = start_receiver(), start_receiver()
+    slow.answer((200, 1.5))
+    try:
+        both = make_app(
+            alert_webhook_urls=(slow.url, fast.url), alert_webhook_secret=SECRET, alert_timeout_seconds=3
+        )
+        both.test_client().post("/api/daemon/register", json=registration(), headers=HEADERS)
+        watch(61, both)
+        # Sent side by side: the fast one was not made to wait for the slow one's answer.
+        assert abs(fast.received[0].at - slow.received[0].at) < 0.5
+    finally:
+        for receiver in (slow, fast):
+            receiver.server.shutdown()
+            receiver.server.server_close()
+
+
+def test_gives_up_after_max_attempts_then_operator_redelivers(app, make_app, clock, receiver, senders, engine, watch):
+    stubborn = make_app(alert_webhook_urls=(receiver.url,), alert_webhook_secret=SECRET, alert_max_attempts=2)
+    receiver.answer((503, 0))
+    stubborn.test_client().post("/api/daemon/register", json=registration(), headers=HEADERS)
+    watch(61 + 3 * 60, stubborn)
+    [delivery] = _deliveries(engine)
+    assert (delivery.state, delivery.attempts) == ("failed", 2)
+    runner = stubborn.test_cli_runner()
+    listing = runner.invoke(args=["daemons", "alerts", "failed"])
+    assert f"{delivery.id:>6}  failed" in listing.output and "HTTP 503" in listing.output
+    receiver.answer((200, 0))
+    assert "queued again" in runner.invoke(args=["daemons", "alerts", "redeliver", str(delivery.id)]).output
+    watcher.tick(stubborn, senders)
+    assert _deliveries(engine)[0].state == "delivered"
+    assert "delivered" in runner.invoke(args=["daemons", "alerts", "list"]).output
+
+
+def test_a_4xx_answer_is_final(clock, api, tick, receiver, engine, watch):
+    receiver.answer((410, 0))
+    api("POST", "register", registration())
+    watch(61)
+    assert [(d.state, d.attempts, d.last_error) for d in _deliveries(engine)] == [("failed", 1, "HTTP 410")]
+
+
+def test_delivery_interrupted_midway_is_sent_again(clock, api, tick, receiver, engine, alerting, watch):
+    api("POST", "register", registration())
+    watch(50)
+    clock.advance(11)
+    # A watcher enqueues and leases the delivery, then dies before sending.
+    with engine.connect() as conn:
+        from app.daemons import service
+
+        service.record_expiries(conn, now=clock.now())
+        outbox.enqueue(conn, watcher.policy(alerting), now=clock.now())
+        assert len(outbox.claim(conn, now=clock.now())) == 1
+    tick()
+    assert receiver.received == []  # still leased to the dead watcher
+    watch(outbox.LEASE.total_seconds())
+    assert _types(receiver) == [("daemon.stale", "daemon_macmini_1")]
+    assert _deliveries(engine)[0].state == "delivered"
+
+
+def test_events_older_than_an_hour_do_not_page(clock, api, tick, receiver, engine):
+    api("POST", "register", registration())
+    clock.advance(61)
+    api("GET", "health")  # stale recorded by /health, but no watcher ran for hours
+    clock.advance(2 * 3600)
+    tick()
+    assert receiver.received == []
+    with engine.connect() as conn:
+        pending = conn.execute(
+            select(func.count()).where(daemon_events.c.alerted_at.is_(None))
+        ).scalar_one()
+    assert pending == 0
+
+
+def test_test_alert_command_reaches_every_webhook(alerting, receiver):
+    result = alerting.test_cli_runner().invoke(args=["daemons", "alerts", "test"])
+    assert result.exit_code == 0, result.output
+    assert f"ok   {receiver.url}: HTTP 200" in result.output
+    [alert] = receiver.received
+    assert alert.json["type"] == "test" and verify_signature(SECRET, alert)
+
+
+def test_test_alert_command_reports_a_failing_webhook(alerting, receiver):
+    receiver.answer((500, 0))
+    result = alerting.test_cli_runner().invoke(args=["daemons", "alerts", "test"])
+    assert result.exit_code == 1
+    assert "FAIL" in result.output and "HTTP 500" in result.output
