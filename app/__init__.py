@@ -8,9 +8,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from app import clock as clocks
 from app import cli, db, errors, limiter, liveness
 from app.clock import Clock
+from app.daemons.converters import DaemonIdConverter
 from app.daemons.routes import PROBE_KEY
 from app.daemons.routes import bp as daemons_bp
 from app.fleet.routes import bp as fleet_bp
+from app.openapi.document import bp as openapi_bp
 from app.uptime.routes import bp as uptime_bp
 from config import Settings, settings_from_env
 
@@ -19,6 +21,7 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     """Build the app from ``config`` (default: the environment) and ``clock``."""
     settings = config if config is not None else settings_from_env()
     app = Flask(__name__)
+    app.url_map.converters["daemon_id"] = DaemonIdConverter
     app.config.update(settings.flask_config())
     app.json.sort_keys = False  # keep the specification's field order
     clocks.install(app, clock)
@@ -33,6 +36,7 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     cli.init_app(app)
     db.init_app(app)
     limiter.init_app(app, daemons_bp, uptime_bp, fleet_bp)
+    app.register_blueprint(openapi_bp)
     app.register_blueprint(fleet_bp)
     app.register_blueprint(uptime_bp)
     app.register_blueprint(daemons_bp)

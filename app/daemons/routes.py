@@ -69,7 +69,7 @@ def health() -> Response:
     )
 
 
-@bp.get("/<daemon_id>")
+@bp.get("/<daemon_id:daemon_id>")
 def get_daemon(daemon_id: str) -> Response:
     state = service.get(connection(), daemon_id, now=now())
     if state is None:
@@ -77,7 +77,7 @@ def get_daemon(daemon_id: str) -> Response:
     return jsonify(state)
 
 
-@bp.delete("/<daemon_id>")
+@bp.delete("/<daemon_id:daemon_id>")
 def deregister(daemon_id: str) -> Response:
     if not service.deregister(connection(), daemon_id, now=now()):
         return error_response(404, "Daemon not registered")

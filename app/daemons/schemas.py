@@ -31,6 +31,10 @@ DAEMON_ID_RULE = (
 )
 # Names of the fixed paths under /api/daemon/, which /api/daemon/<daemonId> cannot reach.
 RESERVED_DAEMON_IDS = frozenset({"register", "heartbeat", "health", "uptime"})
+# For URLs: a daemon id, but never one of the fixed paths above.
+DAEMON_ID_PATH_REGEX = (
+    "(?!(?:" + "|".join(sorted(RESERVED_DAEMON_IDS)) + r")(?:/|$))[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
+)
 # JavaScript daemons count with doubles; beyond 2**53 - 1 integers lose precision.
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_POLL_INTERVAL_MS = 24 * 60 * 60 * 1000
@@ -63,7 +67,12 @@ def _not_reserved(value: str) -> str:
     return value
 
 
-DaemonId = Annotated[str, StringConstraints(pattern=DAEMON_ID_PATTERN), AfterValidator(_not_reserved)]
+DaemonId = Annotated[
+    str,
+    StringConstraints(pattern=DAEMON_ID_PATTERN),
+    AfterValidator(_not_reserved),
+    Field(json_schema_extra={"not": {"enum": sorted(RESERVED_DAEMON_IDS)}}),
+]
 Timestamp = Annotated[
     str,
     StringConstraints(pattern=TIMESTAMP_PATTERN),

@@ -26,7 +26,7 @@ def fleet_uptime() -> Response:
     return jsonify({**_period_fields(period), "daemons": queries.summaries(connection(), period)})
 
 
-@bp.get("/<daemon_id>/uptime")
+@bp.get("/<daemon_id:daemon_id>/uptime")
 def daemon_uptime(daemon_id: str) -> Response:
     period = parse_period(request.args, now=now())
     conn = connection()

@@ -1,0 +1,15 @@
+"""The ``<daemon_id:…>`` URL converter: only valid ids, never an endpoint's own name.
+
+Without it GET /api/daemon/register would be read as "the daemon called
+register" and OPTIONS would advertise GET and DELETE on /register.
+"""
+
+from __future__ import annotations
+
+from werkzeug.routing import BaseConverter
+
+from app.daemons.schemas import DAEMON_ID_PATH_REGEX
+
+
+class DaemonIdConverter(BaseConverter):
+    regex = DAEMON_ID_PATH_REGEX

@@ -1,0 +1,212 @@
+"""GET /api/openapi.json: every endpoint, body and error as the service behaves."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from app.daemons.schemas import (
+    DAEMON_ID_PATTERN,
+    RESERVED_DAEMON_IDS,
+    TIMESTAMP_PATTERN,
+    HeartbeatIn,
+    RegistrationIn,
+)
+from app.openapi import responses as r
+from app.uptime.period import MAX_PERIOD
+
+bp = Blueprint("openapi", __name__)
+
+REF = "#/components/schemas/{model}"
+MODELS: list[type[BaseModel]] = [
+    RegistrationIn,
+    HeartbeatIn,
+    r.Error,
+    r.RegisterResponse,
+    r.Success,
+    r.DeregisterResponse,
+    r.DaemonState,
+    r.HealthResponse,
+    r.FleetResponse,
+    r.EventsResponse,
+    r.FleetUptime,
+    r.DaemonUptime,
+]
+ERRORS = {
+    400: "The body or a parameter is unusable; `details` names each problem.",
+    401: "Missing or wrong X-API-Key.",
+    404: "No such daemon (or endpoint).",
+    405: "Method not allowed here; see the Allow header.",
+    413: "Request body over MAX_CONTENT_LENGTH.",
+    415: "Content-Type is not application/json.",
+    429: "Rate limit exceeded; see Retry-After.",
+    500: "A bug; quote `requestId`.",
+    503: "Database unavailable; see Retry-After.",
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _operation(
+    summary: str,
+    ok: tuple[int, type[BaseModel], str],
+    errors: list[int],
+    *,
+    body: type[BaseModel] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+    secured: bool = True,
+) -> dict[str, Any]:
+    status, model, description = ok
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            str(status): _json(_ref(model), description),
+            **{str(code): _json(_ref(r.Error), ERRORS[code]) for code in sorted(set(errors) | {500})},
+        },
+    }
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    if parameters:
+        operation["parameters"] = parameters
+    if not secured:
+        operation["security"] = []
+    return operation
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+DAEMON_ID = {
+    "name": "daemonId",
+    "in": "path",
+    "required": True,
+    "schema": {
+        "type": "string",
+        "pattern": DAEMON_ID_PATTERN,
+        "not": {"enum": sorted(RESERVED_DAEMON_IDS)},
+    },
+}
+PERIOD = [
+    _query(
+        "window",
+        f"Length of the period ending at `to`: 30m, 24h, 7d… (at most {MAX_PERIOD.days}d; default 24h).",
+        {"type": "string", "pattern": r"^[1-9][0-9]{0,5}[mhd]$"},
+    ),
+    _query("from", "Start of the period (instead of window).", {"type": "string", "pattern": TIMESTAMP_PATTERN}),
+    _query("to", "End of the period (default now).", {"type": "string", "pattern": TIMESTAMP_PATTERN}),
+]
+WRITE_ERRORS = [400, 401, 413, 415, 429, 503]
+READ_ERRORS = [401, 429, 503]
+
+
+@cache
+def document() -> dict[str, Any]:
+    _, schemas = models_json_schema(
+        [(model, "validation") for model in MODELS], ref_template=REF, by_alias=True
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Daemon health service",
+            "version": "1.0.0",
+            "description": "A live registry of worker daemons: registration, heartbeats, "
+            "stale detection, uptime history and alerts.",
+        },
+        "components": {
+            "schemas": schemas["$defs"],
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        },
+        "security": [{"apiKey": []}],
+        "paths": {
+            "/api/daemon/register": {
+                "post": _operation(
+                    "Register a daemon (an upsert: a fresh session)",
+                    (201, r.RegisterResponse, "Registered."),
+                    WRITE_ERRORS,
+                    body=RegistrationIn,
+                )
+            },
+            "/api/daemon/heartbeat": {
+                "post": _operation(
+                    "Record a heartbeat",
+                    (200, r.Success, "Recorded."),
+                    [*WRITE_ERRORS, 404],
+                    body=HeartbeatIn,
+                )
+            },
+            "/api/daemon/health": {
+                "get": _operation(
+                    "Active daemons; expired ones are removed and reported stale once",
+                    (200, r.HealthResponse, "The fleet."),
+                    READ_ERRORS,
+                )
+            },
+            "/api/daemon/uptime": {
+                "get": _operation(
+                    "Uptime of every daemon seen in the period",
+                    (200, r.FleetUptime, "Per-daemon uptime."),
+                    [400, *READ_ERRORS],
+                    parameters=PERIOD,
+                )
+            },
+            "/api/daemon/{daemonId}": {
+                "get": _operation(
+                    "One live daemon's state",
+                    (200, r.DaemonState, "The daemon."),
+                    [404, *READ_ERRORS],
+                    parameters=[DAEMON_ID],
+                ),
+                "delete": _operation(
+                    "Deregister a daemon (graceful stop; planned downtime)",
+                    (200, r.DeregisterResponse, "Deregistered."),
+                    [404, *READ_ERRORS],
+                    parameters=[DAEMON_ID],
+                ),
+            },
+            "/api/daemon/{daemonId}/uptime": {
+                "get": _operation(
+                    "One daemon's uptime and down intervals",
+                    (200, r.DaemonUptime, "The daemon's uptime."),
+                    [400, 404, *READ_ERRORS],
+                    parameters=[DAEMON_ID, *PERIOD],
+                )
+            },
+            "/api/daemons": {
+                "get": _operation(
+                    "Every daemon row, expired ones marked stale (never reaps)",
+                    (200, r.FleetResponse, "The fleet."),
+                    READ_ERRORS,
+                )
+            },
+            "/api/events": {
+                "get": _operation(
+                    "History events after an id, oldest first",
+                    (200, r.EventsResponse, "Events."),
+                    [400, *READ_ERRORS],
+                    parameters=[
+                        _query("after", "Only events with a larger id.", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}),
+                        _query("limit", "At most this many.", {"type": "integer", "minimum": 1, "maximum": 500}),
+                    ],
+                )
+            },
+        },
+    }
+
+
+@bp.get("/api/openapi.json")
+def openapi_json() -> Response:
+    return jsonify(document())

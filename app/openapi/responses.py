@@ -1,0 +1,121 @@
+"""Response shapes, for the document only; tests hold the service to them (schemathesis)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.models import Status
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Timestamp = Field(json_schema_extra={"format": "date-time"})
+
+
+class Error(_Out):
+    error: str = Field(description="What is wrong, in words a person can act on.")
+    details: dict[str, str] | None = Field(None, description="Per field or parameter, for a bad request.")
+    requestId: str | None = Field(None, description="On a 500: quote it when reporting the bug.")
+
+
+class RegisterResponse(_Out):
+    success: bool
+    daemonId: str
+    registeredAt: str = Timestamp
+
+
+class Success(_Out):
+    success: bool
+
+
+class DeregisterResponse(_Out):
+    success: bool
+    daemonId: str
+
+
+class DaemonState(_Out):
+    daemonId: str
+    version: str
+    capabilities: list[str]
+    pollInterval: int
+    registeredAt: str = Timestamp
+    lastHeartbeat: str = Field(
+        json_schema_extra={"format": "date-time"},
+        description="When the service received the last heartbeat (its own clock).",
+    )
+    status: Status
+    tasksProcessed: int
+    currentTask: str | None
+    reportedLastHeartbeat: str | None = Field(
+        json_schema_extra={"format": "date-time"}, description="The daemon's own claim."
+    )
+
+
+class HealthResponse(_Out):
+    activeDaemons: list[DaemonState]
+    stale: list[DaemonState] = Field(description="Expired daemons, each reported exactly once.")
+    totalActive: int
+
+
+class FleetDaemon(DaemonState):
+    expiresAt: str = Timestamp
+    stale: bool
+
+
+class FleetResponse(_Out):
+    daemons: list[FleetDaemon]
+    totalActive: int
+    totalStale: int
+
+
+class Event(_Out):
+    id: int
+    daemonId: str
+    kind: str = Field(json_schema_extra={"enum": ["registered", "status_changed", "stale", "deregistered"]})
+    occurredAt: str = Timestamp
+    recordedAt: str = Timestamp
+    status: Status | None
+    state: DaemonState | None
+
+
+class EventsResponse(_Out):
+    events: list[Event]
+    lastId: int
+
+
+class StatusSeconds(_Out):
+    healthy: float
+    degraded: float
+    unhealthy: float
+
+
+class UptimeSummary(_Out):
+    daemonId: str
+    uptimeRatio: float | None = Field(description="up / (up + unplanned down); null when neither.")
+    upSeconds: float
+    downSeconds: float
+    plannedDownSeconds: float
+    statusSeconds: StatusSeconds
+    incidents: int
+
+
+class FleetUptime(_Out):
+    from_: str = Field(alias="from", json_schema_extra={"format": "date-time"})
+    to: str = Timestamp
+    daemons: list[UptimeSummary]
+
+
+class DownInterval(_Out):
+    from_: str = Field(alias="from", json_schema_extra={"format": "date-time"})
+    to: str = Timestamp
+    reason: str = Field(json_schema_extra={"enum": ["stale", "deregistered"]})
+    planned: bool
+    ongoing: bool
+
+
+class DaemonUptime(UptimeSummary):
+    from_: str = Field(alias="from", json_schema_extra={"format": "date-time"})
+    to: str = Timestamp
+    downIntervals: list[DownInterval]
