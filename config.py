@@ -50,6 +50,7 @@ class Settings:
     alert_timeout_seconds: int = 5
     alert_max_attempts: int = 8
     watch_interval_seconds: int = 2
+    metrics_api_keys: tuple[str, ...] = ()
 
     def flask_config(self) -> dict:
         """The settings in the shape Flask and its extensions read."""
@@ -70,6 +71,7 @@ class Settings:
             "ALERT_TIMEOUT_SECONDS": self.alert_timeout_seconds,
             "ALERT_MAX_ATTEMPTS": self.alert_max_attempts,
             "WATCH_INTERVAL_SECONDS": self.watch_interval_seconds,
+            "METRICS_API_KEYS": self.metrics_api_keys,
         }
 
 
@@ -179,4 +181,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         watch_interval_seconds=_int(
             env, "WATCH_INTERVAL_SECONDS", defaults.watch_interval_seconds, minimum=1
         ),
+        metrics_api_keys=_list(env, "METRICS_API_KEY"),
     )

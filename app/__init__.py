@@ -12,6 +12,8 @@ from app.daemons.converters import DaemonIdConverter
 from app.daemons.routes import PROBE_KEY
 from app.daemons.routes import bp as daemons_bp
 from app.fleet.routes import bp as fleet_bp
+from app.metrics import http as request_metrics
+from app.metrics.routes import bp as metrics_bp
 from app.openapi.document import bp as openapi_bp
 from app.uptime.routes import bp as uptime_bp
 from config import Settings, settings_from_env
@@ -36,6 +38,8 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     cli.init_app(app)
     db.init_app(app)
     limiter.init_app(app, daemons_bp, uptime_bp, fleet_bp)
+    request_metrics.init_app(app)
+    app.register_blueprint(metrics_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(fleet_bp)
     app.register_blueprint(uptime_bp)

@@ -1,0 +1,77 @@
+"""Fleet gauges, read from the database at scrape time: right under any number of
+workers, and a scrape never reaps (it leaves /health's stale report alone)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Connection, func, select
+
+from app.models import STATUSES, alert_deliveries, daemons
+
+
+class FleetCollector(Collector):
+    def __init__(self, conn: Connection, now: datetime) -> None:
+        self.conn = conn
+        self.now = now
+
+    def collect(self) -> Iterator[Metric]:
+        rows = self.conn.execute(
+            select(
+                daemons.c.daemon_id,
+                daemons.c.status,
+                daemons.c.last_heartbeat,
+                daemons.c.expires_at,
+                daemons.c.tasks_processed,
+            ).order_by(daemons.c.daemon_id)
+        ).all()
+        up = GaugeMetricFamily(
+            "daemon_health_daemon_up", "1 while the daemon heartbeats within its TTL, else 0.", labels=["daemon_id"]
+        )
+        status = GaugeMetricFamily(
+            "daemon_health_daemon_status",
+            "The status the daemon last reported: 1 for the current one.",
+            labels=["daemon_id", "status"],
+        )
+        last_seen = GaugeMetricFamily(
+            "daemon_health_daemon_last_heartbeat_timestamp_seconds",
+            "When the service last received a heartbeat (Unix time).",
+            labels=["daemon_id"],
+        )
+        tasks = CounterMetricFamily(
+            "daemon_health_daemon_tasks_processed",
+            "Tasks the daemon reports having processed (resets when it re-registers).",
+            labels=["daemon_id"],
+        )
+        counts = {"active": 0, "stale": 0}
+        for row in rows:
+            alive = row.expires_at >= self.now
+            counts["active" if alive else "stale"] += 1
+            up.add_metric([row.daemon_id], 1.0 if alive else 0.0)
+            for name in STATUSES:
+                status.add_metric([row.daemon_id, name], 1.0 if row.status == name else 0.0)
+            last_seen.add_metric([row.daemon_id], row.last_heartbeat.timestamp())
+            tasks.add_metric([row.daemon_id], float(row.tasks_processed))
+        fleet = GaugeMetricFamily(
+            "daemon_health_daemons", "Daemons in the registry, by state.", labels=["state"]
+        )
+        for state, count in counts.items():
+            fleet.add_metric([state], float(count))
+        yield from (up, status, last_seen, tasks, fleet)
+        yield self._deliveries()
+
+    def _deliveries(self) -> Metric:
+        family = GaugeMetricFamily(
+            "daemon_health_alert_deliveries", "Webhook deliveries in the outbox, by state.", labels=["state"]
+        )
+        found = dict(
+            self.conn.execute(
+                select(alert_deliveries.c.state, func.count()).group_by(alert_deliveries.c.state)
+            ).all()
+        )
+        for state in ("pending", "delivered", "failed"):
+            family.add_metric([state], float(found.get(state, 0)))
+        return family

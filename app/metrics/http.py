@@ -1,0 +1,45 @@
+"""Request counts and latencies, labelled by route (never by raw path).
+
+Under gunicorn, PROMETHEUS_MULTIPROC_DIR (set by gunicorn.conf.py before the
+app is imported) makes every worker write its samples to files there, and a
+scrape adds them up, whichever worker answers it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter(
+    "daemon_health_http_requests",
+    "HTTP requests answered, by route, method and status code.",
+    ["endpoint", "method", "status"],
+)
+LATENCY = Histogram(
+    "daemon_health_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route and method.",
+    ["endpoint", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+def _start_timer() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _observe(response: Response) -> Response:
+    started = g.pop("metrics_started", None)
+    # The route template ("/api/daemon/<daemon_id:daemon_id>"), so ids never become labels.
+    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    if started is not None:
+        LATENCY.labels(endpoint, request.method).observe(time.perf_counter() - started)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    # First before_request, last after_request: the timer spans the limiter and auth too.
+    app.before_request_funcs.setdefault(None, []).insert(0, _start_timer)
+    app.after_request(_observe)
