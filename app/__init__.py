@@ -24,6 +24,8 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     settings = config if config is not None else settings_from_env()
     app = Flask(__name__)
     app.url_map.converters["daemon_id"] = DaemonIdConverter
+    # A 308 to a "cleaned" path would be an HTML answer for a path nobody needs: 404 it.
+    app.url_map.merge_slashes = False
     app.config.update(settings.flask_config())
     app.json.sort_keys = False  # keep the specification's field order
     clocks.install(app, clock)
