@@ -5,11 +5,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-# Request metrics are shared across workers through files in this folder; it
-# must be set before the app is imported, and start empty.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="daemon-health-metrics-")
-_metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+_OWN_METRICS_DIR_PREFIX = "daemon-health-metrics-"
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -18,15 +14,23 @@ worker_class = "sync"
 timeout = 30
 # On SIGTERM, finish in-flight requests before exiting.
 graceful_timeout = 20
+# gunicorn's control socket has one default path per user, which two instances
+# on a host would fight over; this service does not use it.
+control_socket_disable = True
 accesslog = "-"
 # No query strings in the access log: nothing secret belongs there, but be safe.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 
 
 def on_starting(server):
-    _metrics_dir.mkdir(parents=True, exist_ok=True)
-    for stale_file in _metrics_dir.glob("*.db"):
-        stale_file.unlink()
+    # Request metrics are shared across workers through files in this folder. It is
+    # set here, in the master before any worker imports the app, and starts empty.
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_OWN_METRICS_DIR_PREFIX)
+    metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in metrics_dir.glob("*.db"):
+        leftover.unlink()
     storage = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     if server.cfg.workers > 1 and storage.startswith("memory://"):
         server.log.warning(
@@ -44,5 +48,6 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _metrics_dir.name.startswith("daemon-health-metrics-"):
-        shutil.rmtree(_metrics_dir, ignore_errors=True)
+    metrics_dir = Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR", ""))
+    if metrics_dir.name.startswith(_OWN_METRICS_DIR_PREFIX):
+        shutil.rmtree(metrics_dir, ignore_errors=True)
