@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Float, Row, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
+
+
+@contextmanager
+def lone_statement(conn: Connection) -> Iterator[None]:
+    """Run one statement that needs no transaction around it.
+
+    On Postgres it runs in autocommit, its own transaction, which saves the
+    BEGIN and COMMIT round trips on the hot path; elsewhere it gets an
+    ordinary transaction.
+    """
+    if conn.dialect.name != "postgresql":
+        with conn.begin():
+            yield
+        return
+    conn.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        yield
+        conn.commit()  # ends SQLAlchemy's bookkeeping; nothing goes to the server
+    finally:
+        if conn.in_transaction():
+            conn.rollback()
+        conn.execution_options(isolation_level=conn.default_isolation_level)
 
 
 def _insert(conn: Connection, table: Table):

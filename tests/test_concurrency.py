@@ -7,6 +7,7 @@ win (daemon stays) or lose (404, reported stale), never both or neither.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -67,13 +68,13 @@ def test_each_stale_daemon_is_reported_exactly_once_across_readers(pg_engine):
     later = START + TTL + timedelta(seconds=1)
 
     reports = _in_parallel(
-        pg_engine, lambda conn: service.health(conn, now=later), READERS
+        pg_engine, lambda conn: json.loads(service.health(conn, now=later)), READERS
     )
 
-    counts = Counter(d["daemonId"] for report in reports for d in report.stale)
+    counts = Counter(d["daemonId"] for report in reports for d in report["stale"])
     assert set(counts) == set(ids)
     assert set(counts.values()) == {1}
-    assert all(report.active == [] for report in reports)
+    assert all(report["activeDaemons"] == [] for report in reports)
     with pg_engine.connect() as conn:
         stale_events = conn.execute(
             select(func.count()).where(daemon_events.c.kind == "stale")
@@ -98,7 +99,7 @@ def test_heartbeat_racing_the_reaper_is_never_lost_nor_doubled(pg_engine):
         return None
 
     def read(conn):
-        return service.health(conn, now=read_time)
+        return json.loads(service.health(conn, now=read_time))
 
     work = [beat_all, read, read, read]
     barrier = threading.Barrier(len(work))
@@ -111,7 +112,7 @@ def test_heartbeat_racing_the_reaper_is_never_lost_nor_doubled(pg_engine):
     with ThreadPoolExecutor(len(work)) as pool:
         results = list(pool.map(run, work))
 
-    stale = Counter(d["daemonId"] for report in results[1:] for d in report.stale)
+    stale = Counter(d["daemonId"] for report in results[1:] for d in report["stale"])
     assert set(stale.values()) <= {1}
     # Every daemon either got its heartbeat in (and stays) or was reaped first.
     assert succeeded.isdisjoint(stale)

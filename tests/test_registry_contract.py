@@ -192,3 +192,20 @@ def test_one_daemon_endpoints_need_the_key(client, make_daemon):
     make_daemon()
     assert client.get("/api/daemon/daemon_macmini_1").status_code == 401
     assert client.delete("/api/daemon/daemon_macmini_1").status_code == 401
+
+
+def test_health_renders_timestamps_like_the_rest_of_the_api(clock, client, make_daemon, read_health):
+    # On Postgres /health is rendered by the database: it must format exactly alike.
+    make_daemon(daemonId="ms", registeredAt="2026-01-25T13:00:00.250+01:00")
+    make_daemon(daemonId="us", registeredAt="2026-01-25T12:00:00.250001Z")
+    clock.advance(0.5)
+    make_daemon(daemonId="whole", registeredAt="0999-01-01T00:00:00Z")
+    by_id = {d["daemonId"]: d for d in read_health()["activeDaemons"]}
+    assert by_id["ms"]["registeredAt"] == "2026-01-25T12:00:00.250Z"
+    assert by_id["us"]["registeredAt"] == "2026-01-25T12:00:00.250001Z"
+    assert by_id["whole"]["registeredAt"] == "0999-01-01T00:00:00Z"
+    assert by_id["whole"]["lastHeartbeat"] == "2026-01-25T12:00:00.500Z"
+    assert by_id["ms"]["lastHeartbeat"] == "2026-01-25T12:00:00Z"
+    for daemon_id in by_id:
+        single = client.get(f"/api/daemon/{daemon_id}", headers=HEADERS).get_json()
+        assert single == by_id[daemon_id]

@@ -9,22 +9,17 @@ once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
+from app.daemons import pg_health
 from app.daemons.schemas import HeartbeatIn, RegistrationIn
 from app.daemons.state import daemon_state
 from app.models import daemon_events, daemons
-from app.dialect import upsert
-
-
-@dataclass(frozen=True)
-class HealthReport:
-    active: list[dict[str, Any]]
-    stale: list[dict[str, Any]]
+from app.dialect import lone_statement, upsert
 
 
 def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timedelta) -> None:
@@ -83,13 +78,14 @@ def heartbeat(conn: Connection, beat: HeartbeatIn, *, now: datetime, ttl: timede
         "tasks_processed": beat.tasks_processed,
         "current_task": beat.current_task,
     }
-    with conn.begin():
-        # The common case, an unchanged status, is a single UPDATE and adds no history.
+    # The common case, an unchanged status, is a single UPDATE and adds no history.
+    with lone_statement(conn):
         same_status = conn.execute(
             update(daemons).where(live, daemons.c.status == beat.status).values(values)
         )
-        if same_status.rowcount == 1:
-            return True
+    if same_status.rowcount == 1:
+        return True
+    with conn.begin():
         changed = conn.execute(update(daemons).where(live).values(values).returning(daemons)).first()
         if changed is None:
             return False
@@ -142,13 +138,16 @@ def deregister(conn: Connection, daemon_id: str, *, now: datetime) -> bool:
         return True
 
 
-def health(conn: Connection, *, now: datetime) -> HealthReport:
-    """Remove expired daemons and return them as ``stale`` with the live ones.
+def health(conn: Connection, *, now: datetime) -> str:
+    """Remove expired daemons and report them as ``stale`` beside the live ones.
 
-    The DELETE ... RETURNING is the exactly-once mechanism: when several
-    readers race, the row lock lets only one of them delete (and so report)
-    each expired row; the others see it already gone.
+    Returns the specification's JSON body as text. The DELETE ... RETURNING is
+    the exactly-once mechanism: when several readers race, the row lock lets
+    only one of them delete (and so report) each expired row; the others see
+    it already gone.
     """
+    if conn.dialect.name == "postgresql":
+        return pg_health.health_json(conn, now=now)
     with conn.begin():
         reaped = conn.execute(
             delete(daemons).where(daemons.c.expires_at < now).returning(daemons)
@@ -159,9 +158,13 @@ def health(conn: Connection, *, now: datetime) -> HealthReport:
         active = conn.execute(
             select(daemons).where(daemons.c.expires_at >= now).order_by(daemons.c.daemon_id)
         ).all()
-    return HealthReport(
-        active=[daemon_state(row) for row in active],
-        stale=[daemon_state(row) for row in sorted(reaped, key=lambda r: r.daemon_id)],
+    return json.dumps(
+        {
+            "activeDaemons": [daemon_state(row) for row in active],
+            "stale": [daemon_state(row) for row in sorted(reaped, key=lambda r: r.daemon_id)],
+            "totalActive": len(active),
+        },
+        separators=(",", ":"),
     )
 
 
