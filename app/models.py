@@ -86,7 +86,8 @@ class DaemonEvent(Base):
 
     Steady heartbeats add no rows. ``occurred_at`` is when the change took
     effect (for ``stale``: last heartbeat plus the TTL), ``recorded_at`` when
-    the service wrote it; ``status`` is the status in force from then on.
+    the service wrote it; ``status`` is the status in force from then on, until
+    ``ended_at``, when the next event took over.
     """
 
     __tablename__ = "daemon_events"
@@ -94,6 +95,13 @@ class DaemonEvent(Base):
         CheckConstraint(_in("kind", EVENT_KINDS), name="kind"),
         Index(None, "daemon_id", "occurred_at"),
         Index(None, "occurred_at"),
+        # Each daemon's open event, the one the next event will end.
+        Index(
+            "ix_daemon_events_open",
+            "daemon_id",
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
         # The watcher's queue of events not yet turned into alerts.
         Index(
             "ix_daemon_events_alerts_pending",
@@ -110,6 +118,8 @@ class DaemonEvent(Base):
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str | None] = mapped_column(String(16))
     state: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # Where the span this event began ends: the next event's occurred_at (NULL while open).
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When a watcher turned this event into alerts (or decided it needs none).
     alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -89,3 +89,23 @@ def test_stale_event_keeps_the_last_state(clock, make_daemon, beat, read_health,
             select(daemon_events.c.state).where(daemon_events.c.kind == "stale")
         ).scalar_one()
     assert (state["status"], state["tasksProcessed"]) == ("unhealthy", 17)
+
+
+def test_each_event_ends_the_span_of_the_one_before(clock, client, make_daemon, beat, read_health, engine):
+    make_daemon()
+    clock.advance(30)
+    beat(status="degraded")
+    clock.advance(100)  # stale at 90
+    read_health()
+    make_daemon()
+    with engine.connect() as conn:
+        spans = conn.execute(
+            select(daemon_events.c.kind, daemon_events.c.occurred_at, daemon_events.c.ended_at)
+            .order_by(daemon_events.c.id)
+        ).all()
+    assert [tuple(s) for s in spans] == [
+        ("registered", _at(0), _at(30)),
+        ("status_changed", _at(30), _at(90)),
+        ("stale", _at(90), _at(130)),
+        ("registered", _at(130), None),
+    ]

@@ -201,3 +201,17 @@ def test_uptime_needs_the_key(client):
     assert client.get("/api/daemon/uptime").status_code == 401
     assert client.get("/api/daemon/x/uptime").status_code == 401
 
+
+
+def test_expiry_recorded_by_the_watcher_is_counted_once(clock, make_daemon, engine, uptime, read_health):
+    from app.daemons import service
+
+    make_daemon()
+    clock.advance(300)
+    with engine.connect() as conn:
+        assert service.record_expiries(conn, now=clock.now()) == ["daemon_macmini_1"]
+    clock.advance(300)
+    report = uptime("daemon_macmini_1", window="10m")
+    assert (report["upSeconds"], report["downSeconds"], report["incidents"]) == (60, 540, 1)
+    read_health()  # and after /health reaps the row, still the same
+    assert uptime("daemon_macmini_1", window="10m") == report

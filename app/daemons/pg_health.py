@@ -51,6 +51,11 @@ HEALTH = text(
     f"""
     WITH reaped AS (
         DELETE FROM daemons WHERE expires_at < :now RETURNING *
+    ), ended AS (
+        -- The stale event ends each reaped daemon's open span (history.record's rule).
+        UPDATE daemon_events e SET ended_at = r.expires_at
+        FROM reaped r
+        WHERE e.daemon_id = r.daemon_id AND e.ended_at IS NULL AND r.stale_recorded_at IS NULL
     ), recorded AS (
         INSERT INTO daemon_events (daemon_id, kind, occurred_at, recorded_at, status, state)
         SELECT r.daemon_id, 'stale', r.expires_at, :now, NULL, ({_state('r')})::jsonb

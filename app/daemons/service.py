@@ -13,13 +13,13 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, Row, delete, select, update
 
-from app.daemons import pg_health
+from app.daemons import history, pg_health
 from app.daemons.schemas import HeartbeatIn, RegistrationIn
 from app.daemons.state import daemon_state
-from app.models import daemon_events, daemons
 from app.dialect import lone_statement, upsert
+from app.models import daemons
 
 
 def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timedelta) -> None:
@@ -51,16 +51,7 @@ def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timed
             "stale_recorded_at": None,
         }
         row = upsert(conn, daemons, values, key="daemon_id")
-        conn.execute(
-            insert(daemon_events).values(
-                daemon_id=reg.daemon_id,
-                kind="registered",
-                occurred_at=now,
-                recorded_at=now,
-                status="healthy",
-                state=daemon_state(row),
-            )
-        )
+        history.record(conn, "registered", row, at=now, now=now, status="healthy")
 
 
 def heartbeat(conn: Connection, beat: HeartbeatIn, *, now: datetime, ttl: timedelta) -> bool:
@@ -89,16 +80,7 @@ def heartbeat(conn: Connection, beat: HeartbeatIn, *, now: datetime, ttl: timede
         changed = conn.execute(update(daemons).where(live).values(values).returning(daemons)).first()
         if changed is None:
             return False
-        conn.execute(
-            insert(daemon_events).values(
-                daemon_id=beat.daemon_id,
-                kind="status_changed",
-                occurred_at=now,
-                recorded_at=now,
-                status=beat.status,
-                state=daemon_state(changed),
-            )
-        )
+        history.record(conn, "status_changed", changed, at=now, now=now, status=beat.status)
         return True
 
 
@@ -125,16 +107,7 @@ def deregister(conn: Connection, daemon_id: str, *, now: datetime) -> bool:
         ).first()
         if row is None:
             return False
-        conn.execute(
-            insert(daemon_events).values(
-                daemon_id=daemon_id,
-                kind="deregistered",
-                occurred_at=now,
-                recorded_at=now,
-                status=None,
-                state=daemon_state(row),
-            )
-        )
+        history.record(conn, "deregistered", row, at=now, now=now, status=None)
         return True
 
 
@@ -189,19 +162,5 @@ def record_expiries(conn: Connection, *, now: datetime) -> list[str]:
 
 
 def _record_stale(conn: Connection, rows: list[Row[Any]], *, now: datetime) -> None:
-    conn.execute(
-        insert(daemon_events),
-        [
-            {
-                "daemon_id": row.daemon_id,
-                "kind": "stale",
-                # Down from the moment the TTL ran out, not from when we noticed.
-                "occurred_at": row.expires_at,
-                "recorded_at": now,
-                "status": None,
-                "state": daemon_state(row),
-            }
-            for row in rows
-        ],
-    )
-
+    # Down from the moment the TTL ran out, not from when we noticed.
+    history.record_many(conn, "stale", rows, at=[row.expires_at for row in rows], now=now, status=None)

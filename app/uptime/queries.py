@@ -43,8 +43,8 @@ def _clipped_spans(period: Period):
     return start, end, overlaps
 
 
-def summaries(conn: Connection, period: Period, daemon_id: str | None = None) -> list[dict[str, Any]]:
-    """Uptime of every daemon seen in the period (or of one), sorted by id."""
+def summaries_query(period: Period, daemon_id: str | None = None):
+    """Seconds and span counts per daemon, state, status and reason."""
     t = daemon_timeline
     start, end, overlaps = _clipped_spans(period)
     query = (
@@ -61,9 +61,13 @@ def summaries(conn: Connection, period: Period, daemon_id: str | None = None) ->
     )
     if daemon_id is not None:
         query = query.where(t.c.daemon_id == daemon_id)
+    return query
 
+
+def summaries(conn: Connection, period: Period, daemon_id: str | None = None) -> list[dict[str, Any]]:
+    """Uptime of every daemon seen in the period (or of one), sorted by id."""
     totals: dict[str, dict[str, Any]] = defaultdict(_empty_summary)
-    for row in conn.execute(query):
+    for row in conn.execute(summaries_query(period, daemon_id)):
         summary = totals[row.daemon_id]
         seconds = max(float(row.seconds or 0.0), 0.0)
         if row.state == "up":

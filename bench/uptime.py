@@ -1,0 +1,178 @@
+"""Uptime at scale: 1,000 daemons x 30 days of history with realistic flaps, on Postgres.
+
+Prints how long the all-daemons 30-day uptime query takes (median of several
+runs, the same code the API runs), the one-daemon query, and how many history
+rows a day of steady heartbeats adds.
+
+    .venv/bin/python bench/uptime.py [--daemons 1000] [--days 30] [--runs 7]
+
+Uses a scratch database on the Postgres named by TEST_POSTGRES_URL (default:
+the local server), dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
+
+from app.daemons import service  # noqa: E402
+from app.daemons.schemas import HeartbeatIn, RegistrationIn  # noqa: E402
+from app.db import build_engine  # noqa: E402
+from app.models import daemon_events, daemons  # noqa: E402
+from app.uptime import queries  # noqa: E402
+from app.uptime.period import Period  # noqa: E402
+from tests.conftest import heartbeat_body, migrate, postgres_admin_url, registration  # noqa: E402
+
+TTL = timedelta(seconds=60)
+
+
+def state(daemon_id: str, status: str) -> dict:
+    return {"daemonId": daemon_id, "status": status}
+
+
+def history(daemon_id: str, start: datetime, days: int, rng: random.Random) -> list[dict]:
+    """A month of one daemon: a daily restart, status flaps, now and then an outage."""
+    events = []
+
+    def add(kind: str, at: datetime, status: str | None) -> None:
+        events.append(
+            {
+                "daemon_id": daemon_id,
+                "kind": kind,
+                "occurred_at": at,
+                "recorded_at": at,
+                "status": status,
+                "state": state(daemon_id, status or "healthy"),
+                "alerted_at": at,
+            }
+        )
+
+    add("registered", start, "healthy")
+    for day in range(days):
+        base = start + timedelta(days=day)
+        for _ in range(rng.randint(0, 3)):  # degraded for a while, then healthy again
+            at = base + timedelta(seconds=rng.randint(0, 80_000))
+            add("status_changed", at, "degraded")
+            add("status_changed", at + timedelta(seconds=rng.randint(30, 900)), "healthy")
+        if rng.random() < 0.15:  # falls silent, comes back minutes later
+            at = base + timedelta(seconds=rng.randint(0, 80_000))
+            add("stale", at, None)
+            add("registered", at + timedelta(seconds=rng.randint(60, 1800)), "healthy")
+        add("registered", base + timedelta(seconds=82_000), "healthy")  # nightly deploy
+    events.sort(key=lambda e: e["occurred_at"])
+    for event, following in zip(events, events[1:]):  # as history.record chains them
+        event["ended_at"] = following["occurred_at"]
+    events[-1]["ended_at"] = None
+    return events
+
+
+def load(engine, count: int, days: int, now: datetime) -> int:
+    rng = random.Random(7)
+    start = now - timedelta(days=days)
+    total = 0
+    with engine.begin() as conn:
+        for n in range(count):
+            daemon_id = f"daemon_{n:05d}"
+            events = history(daemon_id, start, days, rng)
+            conn.execute(insert(daemon_events), events)
+            total += len(events)
+            conn.execute(
+                insert(daemons).values(
+                    daemon_id=daemon_id,
+                    version="2.2",
+                    capabilities=["queue"],
+                    poll_interval=5000,
+                    registered_at=now,
+                    session_started_at=now,
+                    last_heartbeat=now,
+                    expires_at=now + TTL,
+                    status="healthy",
+                    tasks_processed=0,
+                )
+            )
+        conn.execute(text("ANALYZE"))
+    return total
+
+
+def timed(fn, runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def steady_day_rows(engine, now: datetime) -> int:
+    """History rows a day of 30-second heartbeats adds to one daemon (registration aside)."""
+    reg = RegistrationIn.model_validate(registration(daemonId="steady_one"))
+    beat = HeartbeatIn.model_validate(heartbeat_body(daemonId="steady_one"))
+    with engine.connect() as conn:
+        service.register(conn, reg, now=now, ttl=TTL)
+        before = conn.execute(select(func.count()).select_from(daemon_events)).scalar_one()
+        conn.commit()
+        for n in range(1, 2881):
+            assert service.heartbeat(conn, beat, now=now + timedelta(seconds=30 * n), ttl=TTL)
+        after = conn.execute(select(func.count()).select_from(daemon_events)).scalar_one()
+    return after - before
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--daemons", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--explain", action="store_true", help="print the query plan too")
+    args = parser.parse_args()
+
+    admin = create_engine(postgres_admin_url(), isolation_level="AUTOCOMMIT")
+    name = f"bench_uptime_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = f"{postgres_admin_url().rsplit('/', 1)[0]}/{name}"
+    engine = None
+    try:
+        migrate(url)
+        engine = build_engine(url, timeout=30)
+        now = datetime.now(UTC).replace(microsecond=0)
+        started = time.perf_counter()
+        rows = load(engine, args.daemons, args.days, now)
+        print(f"loaded {rows:,} history events for {args.daemons:,} daemons x {args.days} days "
+              f"in {time.perf_counter() - started:.1f} s")
+        period = Period(start=now - timedelta(days=args.days), end=now, now=now)
+        with engine.connect() as conn:
+            fleet = timed(lambda: queries.summaries(conn, period), args.runs)
+            one = timed(lambda: queries.summaries(conn, period, "daemon_00042"), args.runs)
+            intervals = timed(lambda: queries.down_intervals(conn, period, "daemon_00042"), args.runs)
+            summaries = queries.summaries(conn, period)
+        print(f"all-daemons {args.days}-day uptime: median {fleet * 1000:.1f} ms over {args.runs} runs "
+              f"({len(summaries)} daemons; target < 200 ms)")
+        print(f"one daemon {args.days}-day uptime: median {one * 1000:.1f} ms; "
+              f"its down intervals: median {intervals * 1000:.1f} ms")
+        print(f"history rows added by a day of steady heartbeats (2,880 beats): {steady_day_rows(engine, now)}")
+        if args.explain:
+            with engine.connect() as conn:
+                query = queries.summaries_query(period)
+                compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
+                for (line,) in conn.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {compiled}")):
+                    print(line)
+    finally:
+        if engine is not None:
+            engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    main()
