@@ -11,6 +11,7 @@ from app.clock import Clock
 from app.daemons.converters import DaemonIdConverter
 from app.daemons.routes import PROBE_KEY
 from app.daemons.routes import bp as daemons_bp
+from app.dashboard.routes import bp as dashboard_bp
 from app.fleet.routes import bp as fleet_bp
 from app.metrics import http as request_metrics
 from app.metrics.routes import bp as metrics_bp
@@ -46,4 +47,5 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     app.register_blueprint(fleet_bp)
     app.register_blueprint(uptime_bp)
     app.register_blueprint(daemons_bp)
+    app.register_blueprint(dashboard_bp)
     return app

@@ -18,7 +18,8 @@ def _int_param(name: str, default: int, *, minimum: int, maximum: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not minimum <= int(raw) <= maximum:
+    # isascii(): str.isdigit() also accepts digits such as "¹" that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or not minimum <= int(raw) <= maximum:
         message = f"must be an integer from {minimum} to {maximum}"
         raise InvalidInput(f"Invalid query parameter {name}: {message}", {name: message})
     return int(raw)

@@ -1,0 +1,351 @@
+"""The live dashboard in a real headless Chromium, against the real app over real HTTP.
+
+The page counts "last seen" ages on the browser's clock, corrected by the server's Date
+header, and the Date header is the machine's real time. So these tests set the injected
+FrozenClock to the real time before daemons register: ages are then honest. Staleness is
+asserted on the server's own ``stale`` marker, after moving the FrozenClock past the TTL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import watcher
+from tests.browser_support import (  # noqa: F401 - fixtures
+    ARTIFACTS,
+    BrowserPage,
+    browser,
+    contrast_ratio,
+    live_url,
+    open_page,
+    parse_rgb,
+)
+from tests.conftest import API_KEY, HEADERS, FrozenClock, heartbeat_body, registration
+
+STORAGE_KEY = "daemonHealth.apiKey"
+POLL_MS = 250  # ?poll=: the page polls every 5 s by default
+
+
+def real_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def expect(target: Any) -> Any:
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(target)
+
+
+def register(client: FlaskClient, daemon_id: str, **overrides: Any) -> None:
+    body = registration(daemonId=daemon_id, **overrides)
+    response = client.post("/api/daemon/register", json=body, headers=HEADERS)
+    assert response.status_code == 201, response.get_json()
+
+
+def beat(client: FlaskClient, daemon_id: str, **overrides: Any) -> None:
+    body = heartbeat_body(daemonId=daemon_id, **overrides)
+    response = client.post("/api/daemon/heartbeat", json=body, headers=HEADERS)
+    assert response.status_code == 200, response.get_json()
+
+
+def watcher_tick(app: Flask) -> list[str]:
+    """One pass of the real watcher (no webhooks configured): records stale events, reaps nothing."""
+    with ThreadPoolExecutor(1) as senders:
+        return watcher.tick(app, senders).stale
+
+
+def load(tab: BrowserPage, *, key: str | None = API_KEY) -> Any:
+    page = tab.page
+    page.goto(f"{tab.traffic.base_url}/dashboard?poll={POLL_MS}")
+    if key is not None:
+        enter_key(page, key)
+    return page
+
+
+def enter_key(page: Any, key: str) -> None:
+    # By keyboard, as an operator would: the field has focus when the form shows.
+    expect(page.get_by_label("API key")).to_be_focused()
+    page.keyboard.type(key)
+    page.keyboard.press("Enter")
+
+
+def row(page: Any, daemon_id: str) -> Any:
+    header = page.get_by_role("rowheader", name=daemon_id, exact=True)
+    return page.locator("#daemons tbody tr").filter(has=header)
+
+
+# Cells after the row header: status, [daemon id], last seen, version, capabilities, tasks,
+# current task, uptime.
+STATUS, LAST_SEEN, VERSION, CAPABILITIES, TASKS, CURRENT_TASK, UPTIME = range(7)
+
+
+def cell(page: Any, daemon_id: str, column: int) -> Any:
+    return row(page, daemon_id).locator("td").nth(column)
+
+
+def seconds_ago(text: str) -> int:
+    match = re.fullmatch(r"(\d+) s ago", text)
+    assert match, f"not a seconds age: {text!r}"
+    return int(match.group(1))
+
+
+def test_page_needs_no_key_and_sends_a_strict_csp(client: FlaskClient) -> None:
+    page = client.get("/dashboard")
+    assert page.status_code == 200
+    assert page.mimetype == "text/html"
+    csp = page.headers["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["default-src"] == "'self'"
+    assert directives["form-action"] == "'none'"  # a key typed in can never become a URL
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp and "script-src" not in csp
+    html = page.get_data(as_text=True)
+    assert re.findall(r"<script\b(?![^>]*\bsrc=)", html) == []  # no inline script
+    assert re.findall(r"\s(style|on\w+)=", html) == []  # no inline style or handlers
+    assert "http://" not in html and "https://" not in html  # no CDN, no outside fonts
+    for asset, mimetype in (("dashboard.js", "text/javascript"), ("dashboard.css", "text/css")):
+        served = client.get(f"/dashboard/static/{asset}")
+        assert served.status_code == 200
+        assert served.mimetype == mimetype
+        assert served.headers["X-Content-Type-Options"] == "nosniff"
+        served.close()
+    # The data it shows still needs the key.
+    assert client.get("/api/daemons").status_code == 401
+
+
+def test_page_asks_for_the_key_before_any_data_call(open_page: Callable[..., BrowserPage]) -> None:
+    tab = open_page()
+    page = load(tab, key=None)
+    expect(page.get_by_role("heading", name="Enter the API key")).to_be_visible()
+    expect(page.get_by_label("API key")).to_be_focused()
+    expect(page.get_by_label("API key")).to_have_attribute("type", "password")
+    expect(page.locator("#daemons")).to_be_hidden()
+    page.wait_for_timeout(3 * POLL_MS)
+    assert tab.traffic.api_calls() == []
+
+
+def test_registered_daemons_appear_with_status_version_tasks_and_uptime(
+    app: Flask, client: FlaskClient, clock: FrozenClock, open_page: Callable[..., BrowserPage]
+) -> None:
+    start = real_now()
+    clock.current = start - timedelta(seconds=120)
+    register(client, "delta")  # never beats again: expired a minute ago
+    clock.current = start - timedelta(seconds=30)
+    register(client, "alpha", capabilities=["queue", "cron"])
+    register(client, "bravo", version="3.0.1", capabilities=[])
+    register(client, "charlie")
+    clock.current = start
+    beat(client, "alpha", status="healthy", tasksProcessed=42, currentTask="evt_123")
+    beat(client, "bravo", status="degraded", tasksProcessed=7, currentTask=None)
+    beat(client, "charlie", status="unhealthy", tasksProcessed=1234567)
+    assert watcher_tick(app) == ["delta"]
+
+    tab = open_page()
+    page = load(tab)
+
+    expect(cell(page, "alpha", STATUS)).to_have_text("healthy")
+    expect(cell(page, "alpha", VERSION)).to_have_text("2.2")
+    expect(cell(page, "alpha", CAPABILITIES)).to_have_text("queue, cron")
+    expect(cell(page, "alpha", TASKS)).to_have_text("42")
+    expect(cell(page, "alpha", CURRENT_TASK)).to_have_text("evt_123")
+    expect(cell(page, "bravo", STATUS)).to_have_text("degraded")
+    expect(cell(page, "bravo", VERSION)).to_have_text("3.0.1")
+    expect(cell(page, "bravo", CURRENT_TASK)).to_have_text("—none")  # a dash, read as "none"
+    expect(cell(page, "charlie", STATUS)).to_have_text("unhealthy")
+    expect(cell(page, "charlie", TASKS)).to_have_text("1,234,567")
+    expect(cell(page, "delta", STATUS)).to_have_text("stale was healthy")
+    expect(page.locator("#count-active")).to_have_text("3")
+    expect(page.locator("#count-stale")).to_have_text("1")
+    # 24 h uptime: delta was up for its TTL (60 s) and has been down for 60 s since.
+    expect(cell(page, "alpha", UPTIME)).to_have_text("100 %")
+    expect(cell(page, "delta", UPTIME)).to_have_text("50.00 % (1 incident)")
+    # Events read at start: newest first, the stale one marked as such.
+    expect(page.locator("#events li").first).to_contain_text("stale")
+    expect(page.locator("#events li.kind-stale")).to_contain_text("delta")
+    expect(page.locator("#events li")).to_have_count(7)  # 4 registered, 2 status changes, 1 stale
+
+    # Last seen counts up, every second, from the server's receipt time.
+    age = cell(page, "alpha", LAST_SEEN)
+    first = seconds_ago(age.inner_text())
+    assert first < 30
+    page.wait_for_function(
+        """n => parseInt(document.querySelector("#daemons tbody tr td.age").textContent, 10) >= n""",
+        arg=first + 2,
+    )  # alpha is the first row (ordered by id)
+    expect(cell(page, "delta", LAST_SEEN)).to_have_text(re.compile(r"^2 min \d+ s ago$"))
+
+    # Rows are updated in place (a screen reader's position or a selection survives a poll).
+    alpha_row = row(page, "alpha").element_handle()
+    beat(client, "alpha", tasksProcessed=43)
+    expect(cell(page, "alpha", TASKS)).to_have_text("43")
+    assert alpha_row.evaluate("tr => tr.isConnected")
+
+    # The key: in this tab's sessionStorage, on every data call as X-API-Key, never in a URL.
+    assert page.evaluate(f"sessionStorage.getItem('{STORAGE_KEY}')") == API_KEY
+    assert page.evaluate("localStorage.length") == 0
+    calls = tab.traffic.api_calls()
+    assert calls and all(c.headers.get("x-api-key") == API_KEY for c in calls)
+    assert all(API_KEY not in r.url for r in tab.traffic.requests)
+    assert API_KEY not in page.url
+    paths = {c.url.split("?")[0].removeprefix(tab.traffic.base_url) for c in calls}
+    assert paths == {"/api/daemons", "/api/events", "/api/daemon/uptime"}  # never /health
+
+    # Accessible: a captioned table with scoped headers, a polite live region, readable colours.
+    expect(page.locator("#daemons caption")).to_contain_text("Daemons")
+    assert page.locator("#daemons thead th").evaluate_all(
+        "cells => cells.every(c => c.scope === 'col')"
+    )
+    expect(page.locator("[aria-live=polite]")).to_have_count(1)
+    for daemon_id in ("alpha", "bravo", "charlie", "delta"):
+        badge = row(page, daemon_id).locator(".badge")
+        colour, background = badge.evaluate(
+            "b => [getComputedStyle(b).color, getComputedStyle(b).backgroundColor]"
+        )
+        assert contrast_ratio(parse_rgb(colour), parse_rgb(background)) >= 4.5, daemon_id
+
+    # A reload keeps the key (same tab); "Forget key" drops it and the data, by keyboard.
+    page.reload()
+    expect(cell(page, "alpha", STATUS)).to_have_text("healthy")
+    page.get_by_role("button", name="Forget key").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_label("API key")).to_be_focused()
+    expect(page.locator("#daemons")).to_be_hidden()
+    assert page.locator("#daemons tbody tr").count() == 0
+    assert page.evaluate(f"sessionStorage.getItem('{STORAGE_KEY}')") is None
+
+
+def test_a_daemon_going_stale_shows_stale_and_its_event_arrives(
+    app: Flask, client: FlaskClient, clock: FrozenClock, open_page: Callable[..., BrowserPage]
+) -> None:
+    start = real_now()
+    clock.current = start - timedelta(seconds=50)
+    register(client, "alpha")
+    register(client, "bravo", version="2.3", capabilities=["queue"])
+    register(client, "charlie", capabilities=["cron"])
+    register(client, "delta", version="2.1", capabilities=["queue", "cron", "export"])
+    clock.current = start
+    beat(client, "bravo", tasksProcessed=981, currentTask="evt_981")
+    beat(client, "charlie", status="degraded", tasksProcessed=17, currentTask="evt_17")
+    beat(client, "delta", status="unhealthy", tasksProcessed=3, currentTask=None)
+
+    tab = open_page()
+    page = load(tab)
+    expect(cell(page, "alpha", STATUS)).to_have_text("healthy")
+    expect(page.locator("#count-stale")).to_have_text("0")
+
+    # alpha's TTL (60 s from its registration) runs out on the server's clock.
+    clock.advance(15)
+    expect(cell(page, "alpha", STATUS)).to_have_text("stale was healthy")
+    expect(row(page, "alpha")).to_have_class("stale")
+    expect(page.locator("#count-stale")).to_have_text("1")
+    expect(page.locator("#count-active")).to_have_text("3")
+
+    # Someone must record the stale event: in production the watcher
+    # (`flask daemons watch`) does, within a tick. Its tick leaves the row in place,
+    # so the once-only stale report of GET /api/daemon/health stays whole.
+    assert watcher_tick(app) == ["alpha"]
+    newest = page.locator("#events li").first
+    expect(newest).to_have_class(re.compile(r"\bkind-stale\b"))
+    expect(newest).to_contain_text("alpha")
+    expect(newest.locator(".new")).to_have_text("new")
+    expect(page.locator("#announce")).to_have_text(re.compile(r"^Daemon alpha went stale at "))
+    expect(cell(page, "alpha", UPTIME)).to_contain_text("(1 incident)")  # news refreshes uptime
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    # The dashboard consumed nothing: /health still reports alpha as stale, once; after
+    # that reap (and a deregistration) the daemons leave the table.
+    health = client.get("/api/daemon/health", headers=HEADERS).get_json()
+    assert [d["daemonId"] for d in health["stale"]] == ["alpha"]
+    assert client.delete("/api/daemon/delta", headers=HEADERS).status_code == 200
+    expect(row(page, "alpha")).to_have_count(0)
+    expect(row(page, "delta")).to_have_count(0)
+    expect(page.locator("#daemons tbody th")).to_have_text(["bravo", "charlie"])
+    expect(page.locator("#count-stale")).to_have_text("0")
+    expect(page.locator("#events li").first).to_contain_text("deregistered delta")
+    assert not any("/api/daemon/health" in r.url for r in tab.traffic.requests)
+
+
+def test_a_wrong_or_revoked_key_asks_for_the_key_again(
+    client: FlaskClient, clock: FrozenClock, open_page: Callable[..., BrowserPage]
+) -> None:
+    clock.current = real_now()
+    register(client, "alpha")
+    tab = open_page()
+    page = load(tab, key="not-the-key-0123456789")
+    expect(page.get_by_role("alert")).to_have_text("That key was not accepted. Enter it again.")
+    expect(page.get_by_label("API key")).to_be_focused()
+    expect(page.get_by_label("API key")).to_have_value("")
+    assert page.evaluate(f"sessionStorage.getItem('{STORAGE_KEY}')") is None
+    expect(page.locator("#daemons")).to_be_hidden()
+
+    enter_key(page, API_KEY)
+    expect(cell(page, "alpha", STATUS)).to_have_text("healthy")
+    expect(page.locator("#key-error")).to_be_hidden()
+
+    # The key stops working mid-session (rotated out): the next 401 asks again.
+    page.evaluate(f"sessionStorage.setItem('{STORAGE_KEY}', 'revoked-key-0123456789')")
+    expect(page.get_by_label("API key")).to_be_visible()
+    expect(page.locator("#daemons")).to_be_hidden()
+    assert page.evaluate(f"sessionStorage.getItem('{STORAGE_KEY}')") is None
+
+
+def test_unreachable_api_shows_a_banner_and_keeps_the_last_data(
+    client: FlaskClient, clock: FrozenClock, open_page: Callable[..., BrowserPage]
+) -> None:
+    clock.current = real_now()
+    register(client, "alpha")
+    tab = open_page()
+    page = load(tab)
+    expect(cell(page, "alpha", STATUS)).to_have_text("healthy")
+    banner = page.locator("#banner")
+    expect(banner).to_be_hidden()
+
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("The API is unreachable")
+    expect(banner).to_contain_text("Showing the last data, from")
+    expect(page.locator("#board")).to_have_class("old")
+    expect(page.locator("#daemons caption")).to_contain_text("not current")
+    expect(cell(page, "alpha", STATUS)).to_have_text("healthy")  # kept
+
+    page.unroute("**/api/**")
+    expect(banner).to_be_hidden()
+    expect(page.locator("#board")).not_to_have_class("old")
+    expect(page.locator("#daemons caption")).not_to_contain_text("not current")
+
+
+# Moves the page's clock an hour ahead of the machine's (Date and Date.now only).
+SKEWED_BROWSER_CLOCK = """
+(() => {
+  const RealDate = Date, skew = 3600 * 1000;
+  class SkewedDate extends RealDate {
+    constructor(...args) { if (args.length) super(...args); else super(RealDate.now() + skew); }
+    static now() { return RealDate.now() + skew; }
+  }
+  globalThis.Date = SkewedDate;
+})();
+"""
+
+
+def test_last_seen_is_not_fooled_by_a_skewed_browser_clock(
+    client: FlaskClient, clock: FrozenClock, open_page: Callable[..., BrowserPage]
+) -> None:
+    clock.current = real_now()
+    register(client, "alpha")
+    tab = open_page(init_script=SKEWED_BROWSER_CLOCK)
+    page = load(tab)
+    skew_ms = page.evaluate("Date.now()") - real_now().timestamp() * 1000
+    assert 3590_000 < skew_ms < 3610_000  # the browser really is an hour fast
+    expect(cell(page, "alpha", STATUS)).to_have_text("healthy")
+    # Uncorrected, this would read "1 h 0 min ago".
+    expect(cell(page, "alpha", LAST_SEEN)).to_have_text(re.compile(r"^\d+ s ago$"))
+    assert seconds_ago(cell(page, "alpha", LAST_SEEN).inner_text()) < 30
