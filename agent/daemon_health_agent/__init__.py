@@ -1,0 +1,33 @@
+"""Keep a daemon registered and heartbeating with the daemon health service.
+
+Standard library only, so it can go into any daemon without dragging in
+dependencies. See README.md for library and command use.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from daemon_health_agent.client import (
+    AgentError,
+    Client,
+    NotRegistered,
+    RequestRejected,
+    ServiceUnavailable,
+    parse_retry_after,
+)
+from daemon_health_agent.heartbeater import Heartbeater
+
+__version__ = "0.1.0"
+__all__ = [
+    "AgentError",
+    "Client",
+    "Heartbeater",
+    "NotRegistered",
+    "RequestRejected",
+    "ServiceUnavailable",
+    "parse_retry_after",
+]
+
+# A library must not print anything unless its host configured logging.
+logging.getLogger("daemon_health_agent").addHandler(logging.NullHandler())

@@ -1,0 +1,361 @@
+"""Where a heartbeat's CPU goes, layer by layer, measured in one process.
+
+    .venv/bin/python bench/heartbeat_cpu.py [--calls 2000] [--repeats 5]
+
+bench/run.py measures the whole servers under wrk; on a shared, noisy machine
+req/s moves with whatever else runs. CPU time spent by this process per call
+(time.process_time) moves much less, so this script times each layer of the
+real heartbeat on its own, and the whole request through Flask's test client
+for the real app and for bench/ceiling_app.py, against a scratch Postgres
+database (dropped at the end) and the local Redis.
+
+Prints, for each layer, the CPU and wall microseconds per call (median of
+--repeats runs of --calls calls each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import redis
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH))
+
+from run import (  # noqa: E402
+    DEFAULT_POSTGRES_URL,
+    REDIS_URL,
+    admin_connect,
+    insert_daemons,
+    with_database,
+)
+
+DAEMONS = 10_000
+
+
+def body(i: int) -> bytes:
+    return json.dumps(
+        {
+            "daemonId": f"daemon_{i % DAEMONS:05d}",
+            "status": "healthy",
+            "tasksProcessed": i,
+            "currentTask": f"evt_{i}",
+            "lastHeartbeat": "2026-01-25T12:00:00Z",
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def measure_all(
+    layers: list[tuple[str, str, Callable[[int], object]]], calls: int, repeats: int
+) -> dict[str, tuple[float, float]]:
+    """CPU and wall us per call of each layer: median of ``repeats`` runs of ``calls`` calls.
+
+    The runs are interleaved (every layer once per repeat, the order rotating),
+    so a change in the machine's load falls on all layers alike.
+    """
+    for _key, _label, call in layers:
+        for i in range(min(200, calls)):  # warm-up: caches, prepared statements
+            call(i)
+    cpu: dict[str, list[float]] = {key: [] for key, _, _ in layers}
+    wall: dict[str, list[float]] = {key: [] for key, _, _ in layers}
+    for r in range(repeats):
+        for key, _label, call in layers[r % len(layers) :] + layers[: r % len(layers)]:
+            c0, w0 = time.process_time(), time.perf_counter()
+            for i in range(calls):
+                call(r * calls + i)
+            cpu[key].append((time.process_time() - c0) / calls * 1e6)
+            wall[key].append((time.perf_counter() - w0) / calls * 1e6)
+    results = {}
+    for key, label, _ in layers:
+        results[key] = c, w = statistics.median(cpu[key]), statistics.median(wall[key])
+        print(f"  {label:<66} {c:8.0f} {w:8.0f}", flush=True)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    # Like gunicorn.conf.py: request metrics go to files shared by workers. Set
+    # before the app (and so prometheus_client) is imported.
+    metrics_dir = tempfile.mkdtemp(prefix="bench-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    admin_url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    admin = admin_connect(admin_url)
+    token = secrets.token_hex(6)
+    db_name = f"bench_{token}"
+    db_url = with_database(admin_url, db_name)
+    sa_url = db_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    prefix = f"bench-cpu-{token}"
+    key = secrets.token_urlsafe(24)
+    admin.execute(f'CREATE DATABASE "{db_name}"')
+    closers: list[Callable[[], object]] = []
+    try:
+        migrate = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "alembic"), "upgrade", "head"],
+            check=False,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "DATABASE_URL": sa_url},
+        )
+        if migrate.returncode != 0:
+            raise RuntimeError(f"alembic upgrade head failed:\n{migrate.stderr}")
+        insert_daemons(db_url, DAEMONS)
+
+        from sqlalchemy import update
+
+        from app import create_app
+        from app.daemons import service
+        from app.daemons.schemas import HeartbeatIn, parse_body
+        from app.db import build_engine
+        from app.dialect import lone_statement
+        from app.models import daemons
+        from config import settings_from_env
+
+        os.environ["CEILING_DATABASE_URL"] = db_url
+        os.environ["CEILING_TTL_SECONDS"] = "86400"
+        import ceiling_app
+
+        def real_app(storage: str, *, limiter: bool = True):
+            env = {
+                "ADMIN_API_KEY": key,
+                "DATABASE_URL": sa_url,
+                "DAEMON_TTL_SECONDS": "86400",
+                "RATELIMIT_STORAGE_URI": storage,
+                "RATELIMIT_KEY_PREFIX": prefix,
+                "ADMIN_RATE_LIMIT": "100000000 per minute",
+            }
+            app = create_app(settings_from_env(env))
+            if not limiter:  # for measuring only: unhook Flask-Limiter (the service has no switch)
+                ours = app.extensions["limiter"]
+
+                def is_limiter(hook) -> bool:
+                    owner = getattr(hook, "__self__", None)
+                    if owner is None and getattr(
+                        hook, "args", None
+                    ):  # functools.partial(..., self)
+                        owner = hook.args[0]
+                    return owner in ours
+
+                for registry in (
+                    app.before_request_funcs,
+                    app.after_request_funcs,
+                    app.teardown_request_funcs,
+                ):
+                    for scope, hooks in registry.items():
+                        registry[scope] = [h for h in hooks if not is_limiter(h)]
+            return app
+
+        raw_bodies = [body(i) for i in range(DAEMONS)]
+        beats = [parse_body(HeartbeatIn, b) for b in raw_bodies]
+        ttl = timedelta(seconds=86400)
+        layers: list[tuple[str, str, Callable[[int], object]]] = []
+
+        raw_conn = psycopg.connect(db_url, autocommit=True)
+        closers.append(raw_conn.close)
+
+        def raw_update(i: int) -> None:
+            b = json.loads(raw_bodies[i % DAEMONS])
+            raw_conn.execute(
+                ceiling_app.HEARTBEAT,
+                (
+                    b["status"],
+                    b["tasksProcessed"],
+                    b["currentTask"],
+                    b["lastHeartbeat"],
+                    b["daemonId"],
+                ),
+            ).fetchone()
+
+        layers.append(
+            ("raw", "psycopg: json.loads + the ceiling's UPDATE ... RETURNING", raw_update)
+        )
+
+        engine = build_engine(sa_url, timeout=3)
+        closers.append(engine.dispose)
+
+        def per_request(i: int) -> None:
+            with engine.connect() as conn:
+                service.heartbeat(conn, beats[i % DAEMONS], now=datetime.now(UTC), ttl=ttl)
+
+        layers.append(
+            ("sa_req", "SQLAlchemy: engine.connect() + service.heartbeat() + close()", per_request)
+        )
+
+        def build(i: int) -> object:
+            # The statement service.heartbeat() builds on every call, built and not run.
+            beat, now = beats[i % DAEMONS], datetime.now(UTC)
+            live = (daemons.c.daemon_id == beat.daemon_id) & (daemons.c.expires_at >= now)
+            return (
+                update(daemons)
+                .where(live, daemons.c.status == beat.status)
+                .values(
+                    {
+                        "last_heartbeat": now,
+                        "expires_at": now + ttl,
+                        "reported_heartbeat_at": beat.last_heartbeat,
+                        "status": beat.status,
+                        "tasks_processed": beat.tasks_processed,
+                        "current_task": beat.current_task,
+                    }
+                )
+            )
+
+        layers.append(("sa_build", "  of which: building the update() construct (not run)", build))
+        toggle_conn = engine.connect()
+        closers.insert(0, toggle_conn.close)
+
+        def toggle(i: int) -> None:
+            with lone_statement(toggle_conn):
+                pass
+
+        layers.append(
+            ("sa_toggle", "  of which: lone_statement() in and out (autocommit on, off)", toggle)
+        )
+        layers.append(
+            (
+                "pydantic",
+                "pydantic: parse_body(HeartbeatIn, raw body)",
+                lambda i: parse_body(HeartbeatIn, raw_bodies[i % DAEMONS]),
+            )
+        )
+        layers.append(
+            (
+                "json",
+                "stdlib: json.loads(raw body) (what the ceiling parses with)",
+                lambda i: json.loads(raw_bodies[i % DAEMONS]),
+            )
+        )
+
+        from limits import parse as parse_limit
+        from limits.storage import storage_from_string
+        from limits.strategies import FixedWindowRateLimiter
+
+        limit = parse_limit("100000000 per minute")
+        limiter = FixedWindowRateLimiter(storage_from_string(REDIS_URL, socket_timeout=1))
+        layers.append(
+            (
+                "limits",
+                "limits: FixedWindowRateLimiter.hit() on Redis (one EVALSHA)",
+                lambda i: limiter.hit(limit, prefix, "127.0.0.1"),
+            )
+        )
+
+        headers = {"X-API-Key": key, "Content-Type": "application/json"}
+
+        def through(app) -> Callable[[int], object]:
+            client = app.test_client()
+
+            def call(i: int) -> None:
+                response = client.post(
+                    "/api/daemon/heartbeat", data=raw_bodies[i % DAEMONS], headers=headers
+                )
+                if response.status_code != 200:
+                    raise RuntimeError(f"{response.status_code} {response.get_data()[:200]!r}")
+
+            return call
+
+        layers.append(
+            (
+                "flask_ceiling",
+                "Flask test client: ceiling_app (whole request)",
+                through(ceiling_app.app),
+            )
+        )
+        layers.append(
+            (
+                "flask_real_off",
+                "Flask test client: real app, Flask-Limiter unhooked",
+                through(real_app("memory://", limiter=False)),
+            )
+        )
+        layers.append(
+            (
+                "flask_real_mem",
+                "Flask test client: real app, limiter on memory://",
+                through(real_app("memory://")),
+            )
+        )
+        layers.append(
+            (
+                "flask_real_redis",
+                "Flask test client: real app, limiter on Redis",
+                through(real_app(REDIS_URL)),
+            )
+        )
+
+        print(
+            f"{args.repeats} x {args.calls} calls per layer, interleaved; median of the runs",
+            flush=True,
+        )
+        print(f"  {'layer':<66} {'CPU us':>8} {'wall us':>8}")
+        results = measure_all(layers, args.calls, args.repeats)
+        cpu = {k: v[0] for k, v in results.items()}
+        sqlalchemy = cpu["sa_req"] - cpu["raw"]
+        pydantic = cpu["pydantic"] - cpu["json"]
+        rest = cpu["flask_real_off"] - cpu["flask_ceiling"] - sqlalchemy - pydantic
+        summary = [
+            (
+                "real app (limiter on Redis) - ceiling",
+                cpu["flask_real_redis"] - cpu["flask_ceiling"],
+            ),
+            (
+                "  SQLAlchemy + pool over raw psycopg (connect + service.heartbeat + close)",
+                sqlalchemy,
+            ),
+            (
+                "  Flask-Limiter, memory:// storage (vs unhooked)",
+                cpu["flask_real_mem"] - cpu["flask_real_off"],
+            ),
+            (
+                "  Redis instead of memory:// as its storage",
+                cpu["flask_real_redis"] - cpu["flask_real_mem"],
+            ),
+            ("  pydantic over json.loads", pydantic),
+            ("  the rest: auth, liveness, metrics, request id, Flask hooks ...", rest),
+        ]
+        print("\nCPU of this process per heartbeat, differences (us):")
+        for label, value in summary:
+            print(f"  {label:<76} {value:6.0f}")
+        return 0
+    finally:
+        for close in closers:
+            close()
+        if "ceiling_app" in sys.modules and sys.modules["ceiling_app"]._pool is not None:
+            sys.modules["ceiling_app"]._pool.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        admin.close()
+        try:
+            with redis.Redis.from_url(
+                REDIS_URL, socket_connect_timeout=2, socket_timeout=2
+            ) as client:
+                keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
+                if keys:
+                    client.delete(*keys)
+        except redis.RedisError:
+            pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
