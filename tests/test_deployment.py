@@ -15,12 +15,9 @@ The whole 127.0.0.0/8 range is local on Linux: a client socket bound to
 from loopback addresses of its own, so each starts with fresh rate-limit buckets
 in a deployment the tests share.
 
-Two tests are strict xfails (raises=KnownGap) that pin shortcomings of the
-shipped nginx config: nginx's own errors (413, 502/504) are HTML, not the API's
-JSON; and a rolling restart (SIGTERM to one instance) turns the POSTs queued in
-that instance's listen backlog into 502s. Once deploy/nginx.conf is changed they
-XPASS, which fails the run until the marker is removed. Any other failure in
-them is a real failure.
+Two tests hold the shipped nginx config to the API's shape: nginx's own errors
+(413, 502/504) are JSON, and a rolling restart (SIGTERM to one instance) loses
+no POST queued in that instance's listen backlog (nginx retries it elsewhere).
 """
 
 from __future__ import annotations
@@ -410,9 +407,6 @@ def test_body_limit_matches_the_service_and_oversized_bodies_stop_at_nginx(limit
     assert limited.lines_since(marks, "POST", REGISTER) == 0
 
 
-@pytest.mark.xfail(strict=True, raises=KnownGap, reason=(
-    "deploy/nginx.conf has no error_page for the errors nginx itself answers (413 here, "
-    "also 502/504): they are nginx's HTML page, not the API's JSON {\"error\": ...}"))
 def test_oversized_body_answer_is_json_like_every_other_error(limited):
     over = request(limited.port, "POST", REGISTER, api_key=ADMIN_KEY, source="127.0.3.4",
                    raw_body=b"{" + b" " * BODY_LIMIT + b"}",
@@ -552,10 +546,6 @@ def test_no_server_errors_under_sustained_load(unlimited):
 # ------------------------------------------------- rolling restart of one instance
 
 
-@pytest.mark.xfail(strict=True, raises=KnownGap, reason=(
-    "SIGTERM to one instance resets the connections still queued in its listen backlog; "
-    "nginx retries those on the other instance for GET, but with the shipped config "
-    "(proxy_next_upstream default: no non_idempotent) not for POST: the client gets 502"))
 def test_rolling_restart_of_one_instance_loses_no_request(tmp_path, migrated_postgres_url,
                                                           shared_redis):
     run = uuid.uuid4().hex[:8]
