@@ -218,3 +218,13 @@ def read_health(client: FlaskClient):
         return response.get_json()
 
     return read
+
+
+@pytest.fixture
+def receiver():
+    """A real webhook receiver on 127.0.0.1 (tests/webhook_receiver.py)."""
+    from tests.webhook_receiver import start_receiver
+
+    receiver = start_receiver()
+    yield receiver
+    receiver.stop()

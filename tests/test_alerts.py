@@ -18,14 +18,6 @@ SECRET = "webhook-secret-0123456789"
 
 
 @pytest.fixture
-def receiver():
-    receiver = start_receiver()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
-
-
-@pytest.fixture
 def senders():
     with ThreadPoolExecutor(8) as pool:
         yield pool
@@ -154,8 +146,7 @@ def test_every_webhook_gets_each_alert(app, make_app, clock, senders, watch):
         assert _types(first) == _types(second) == [("daemon.stale", "daemon_macmini_1")]
     finally:
         for receiver in (first, second):
-            receiver.server.shutdown()
-            receiver.server.server_close()
+            receiver.stop()
 
 
 def test_500s_are_retried_with_growing_backoff(clock, api, tick, receiver, engine, watch):
@@ -209,8 +200,7 @@ def test_a_slow_receiver_does_not_hold_up_the_others(app, make_app, clock, sende
         assert abs(fast.received[0].at - slow.received[0].at) < 0.5
     finally:
         for receiver in (slow, fast):
-            receiver.server.shutdown()
-            receiver.server.server_close()
+            receiver.stop()
 
 
 def test_gives_up_after_max_attempts_then_operator_redelivers(app, make_app, clock, receiver, senders, engine, watch):

@@ -176,7 +176,6 @@ def test_two_watchers_racing_produce_each_stale_event_and_alert_once(postgres_da
         received = Counter(r.json["daemonId"] for r in receiver.received)
         assert set(received) == set(ids) and set(received.values()) == {1}
     finally:
-        receiver.server.shutdown()
-        receiver.server.server_close()
+        receiver.stop()
         for app in apps:
             database(app).dispose()

@@ -16,17 +16,8 @@ from sqlalchemy import select
 from app import watcher
 from app.models import service_outages
 from tests.conftest import HEADERS, heartbeat_body, registration
-from tests.webhook_receiver import start_receiver
 
 SECRET = "webhook-secret-0123456789"
-
-
-@pytest.fixture
-def receiver():
-    receiver = start_receiver()
-    yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
 
 
 @pytest.fixture

@@ -67,8 +67,7 @@ def test_watch_command_alerts_on_expiry_and_stops_on_sigterm(migrated_postgres_u
             watcher.kill()
             watcher.wait(timeout=10)
         log.close()
-        receiver.server.shutdown()
-        receiver.server.server_close()
+        receiver.stop()
     output = (tmp_path / "watch.log").read_text()
     assert "Watching every 1 s" in output and "Watcher stopped." in output
     engine = create_engine(migrated_postgres_url)

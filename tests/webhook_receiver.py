@@ -36,6 +36,10 @@ class Receiver:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}/hook"
 
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
     def answer(self, *answers: tuple[int, float]) -> None:
         self.answers = deque(answers)
 
