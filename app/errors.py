@@ -49,8 +49,6 @@ def _http_message(exc: HTTPException) -> str:
 
 
 def handle_http_error(exc: HTTPException) -> Response:
-    if exc.response is not None and exc.response.mimetype == "application/json":
-        return exc.response  # already in the contract's shape (the 429 from the limiter)
     # Build on the exception's own response to keep headers such as Allow.
     response = exc.get_response()
     response.set_data(jsonify({"error": _http_message(exc)}).get_data())

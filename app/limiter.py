@@ -2,46 +2,141 @@
 
 It runs as an app-level ``before_request`` hook, so it counts before the
 blueprint's authentication: guessing keys is throttled like any other call.
+
+The counting itself is the ``limits`` library (fixed windows, in Redis or in
+memory). Flask-Limiter, which wraps it, cost about 0.25 ms of CPU per request
+on the heartbeat path (re-resolving and filtering its limit objects every
+time) for features this service does not use, and its storage-fallback
+message went to a logger with no handler. What it did for us is here: one
+shared limit, a 429 JSON with ``Retry-After``, and a fallback to per-process
+counters while the shared storage is unreachable.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
+from collections.abc import Callable, Iterable
 
-from flask import Blueprint, Flask, Response, current_app
-from flask_limiter import Limiter, RequestLimit
-from flask_limiter.util import get_remote_address
+from flask import Blueprint, Flask, Response, request
+from limits import RateLimitItem, parse_many
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 
 from app.errors import error_response
 
+EXTENSION_KEY = "limiter"
+SCOPE = "admin"
+# A dead Redis must answer fast: one second to connect or to reply.
+REDIS_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
+# While on the fallback, each process asks the shared storage again after 1 s,
+# then 2, 4 and at most 8 s: a blackholed Redis costs one request in 8 s a
+# one-second wait, and a returning one is used again within 8 s.
+FIRST_RETRY_SECONDS = 1.0
+LAST_RETRY_SECONDS = 8.0
 
-def _admin_limit() -> str:
-    return current_app.config["ADMIN_RATE_LIMIT"]
+log = logging.getLogger(__name__)
 
 
-def _too_many_requests(limit: RequestLimit) -> Response:
-    response = error_response(429, f"Rate limit exceeded ({limit.limit}); retry later")
-    response.headers["Retry-After"] = str(max(1, math.ceil(limit.reset_at - time.time())))
+class AdminRateLimit:
+    """The admin limit of one process: shared storage first, memory while it is down."""
+
+    def __init__(
+        self,
+        limits: Iterable[RateLimitItem],
+        shared: Storage,
+        *,
+        key_prefix: str,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limits = tuple(limits)
+        self.key_prefix = key_prefix
+        self._shared = FixedWindowRateLimiter(shared)
+        self._fallback: FixedWindowRateLimiter | None = None
+        self._monotonic = monotonic
+        self._retry_at = 0.0
+        self._retry_delay = FIRST_RETRY_SECONDS
+        self._lock = threading.Lock()
+
+    @property
+    def on_fallback(self) -> bool:
+        return self._fallback is not None
+
+    def breached(self, address: str) -> tuple[RateLimitItem, int] | None:
+        """Count one request from ``address``; the limit it broke and seconds to wait, or None."""
+        identifiers = (self.key_prefix, address, SCOPE)
+        strategy = self._strategy()
+        try:
+            return _first_breach(strategy, self.limits, identifiers)
+        except StorageError as exc:
+            return _first_breach(self._fall_back(exc), self.limits, identifiers)
+
+    def _strategy(self) -> FixedWindowRateLimiter:
+        fallback = self._fallback
+        if fallback is None:
+            return self._shared
+        if self._monotonic() < self._retry_at:
+            return fallback
+        if self._shared.storage.check():
+            with self._lock:
+                self._fallback = None
+                self._retry_delay = FIRST_RETRY_SECONDS
+            log.warning("Rate limit storage is reachable again: the limit is shared once more")
+            return self._shared
+        with self._lock:
+            self._retry_delay = min(self._retry_delay * 2, LAST_RETRY_SECONDS)
+            self._retry_at = self._monotonic() + self._retry_delay
+        return fallback
+
+    def _fall_back(self, exc: StorageError) -> FixedWindowRateLimiter:
+        with self._lock:
+            if self._fallback is None:
+                self._fallback = FixedWindowRateLimiter(MemoryStorage())
+                log.warning(
+                    "Rate limit storage unreachable (%s): counting per process until it is back",
+                    exc,
+                )
+            self._retry_at = self._monotonic() + self._retry_delay
+            return self._fallback
+
+
+def _first_breach(
+    strategy: FixedWindowRateLimiter, limits: tuple[RateLimitItem, ...], identifiers: tuple[str, ...]
+) -> tuple[RateLimitItem, int] | None:
+    for limit in limits:
+        if not strategy.hit(limit, *identifiers):
+            reset_at = strategy.get_window_stats(limit, *identifiers).reset_time
+            return limit, max(1, math.ceil(reset_at - time.time()))
+    return None
+
+
+def _too_many_requests(limit: RateLimitItem, retry_after: int) -> Response:
+    response = error_response(429, f"Rate limit exceeded ({limit}); retry later")
+    response.headers["Retry-After"] = str(retry_after)
     return response
 
 
-def init_app(app: Flask, *blueprints: Blueprint) -> Limiter:
-    # Only the 429 says when to come back (Flask-Limiter's own headers would
-    # put a Retry-After on every successful response too).
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
-    # A dead Redis must not take the service down or hang requests: fall back to
-    # per-process counters (logged by Flask-Limiter) and retry Redis later.
-    app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
-    app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
-    if app.config["RATELIMIT_STORAGE_URI"].startswith(("redis://", "rediss://")):
-        app.config.setdefault(
-            "RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 1, "socket_timeout": 1}
-        )
-    # get_remote_address reads REMOTE_ADDR, which ProxyFix has already set
-    # from X-Forwarded-For when (and only when) proxies are trusted.
-    limiter = Limiter(get_remote_address, app=app)
-    shared = limiter.shared_limit(_admin_limit, scope="admin", on_breach=_too_many_requests)
-    for blueprint in blueprints:
-        shared(blueprint)
-    return limiter
+def init_app(app: Flask, *blueprints: Blueprint) -> AdminRateLimit:
+    uri = app.config["RATELIMIT_STORAGE_URI"]
+    options = REDIS_OPTIONS if uri.startswith(("redis://", "rediss://")) else {}
+    rate_limit = AdminRateLimit(
+        parse_many(app.config["ADMIN_RATE_LIMIT"]),
+        storage_from_string(uri, wrap_exceptions=True, **options),
+        key_prefix=app.config["RATELIMIT_KEY_PREFIX"],
+    )
+    app.extensions[EXTENSION_KEY] = rate_limit
+    limited = frozenset(blueprint.name for blueprint in blueprints)
+
+    def check() -> Response | None:
+        if request.blueprint not in limited:
+            return None
+        # REMOTE_ADDR, which ProxyFix has already set from X-Forwarded-For
+        # when (and only when) proxies are trusted.
+        breach = rate_limit.breached(request.remote_addr or "unknown")
+        return _too_many_requests(*breach) if breach is not None else None
+
+    app.before_request(check)
+    return rate_limit

@@ -8,6 +8,7 @@ Postgres half is skipped locally and fails under CI.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from sqlalchemy import Engine, create_engine, delete, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from app.db import database
+from app.db import Database, database
 from app.models import Base
 from config import Settings
 
@@ -140,7 +141,20 @@ def make_app(settings: Settings, clock: FrozenClock) -> Iterator[Callable[..., F
 
     yield build
     for app in built:
-        database(app).dispose()
+        _dispose_when_returned(database(app))
+
+
+def _dispose_when_returned(db: Database, timeout: float = 5.0) -> None:
+    """Dispose of the app's pool once every connection is back in it.
+
+    A live-server test's request threads can outlive the server's shutdown;
+    a connection they return after dispose() lands in an orphaned pool and
+    is only closed by the garbage collector, with a ResourceWarning.
+    """
+    deadline = time.monotonic() + timeout
+    while db.engine.pool.checkedout() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    db.dispose()
 
 
 @pytest.fixture

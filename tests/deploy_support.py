@@ -45,15 +45,6 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 READY_DEADLINE_SECONDS = 15.0
 STOP_DEADLINE_SECONDS = 25.0
 
-class KnownGap(AssertionError):
-    """A known shortcoming, pinned by a strict xfail(raises=KnownGap) test.
-
-    Only this exception makes such a test "expected to fail"; any other failure
-    in it is a real failure, and once the gap is closed the test XPASSes, which
-    (strict) fails the run until the marker is removed.
-    """
-
-
 # ------------------------------------------------------------------------ client
 
 

@@ -26,7 +26,6 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import heartbeat_body, registration
 from tests.deploy_support import (
-    KnownGap,
     LoadThreads,
     Outcome,
     limiter_hits,
@@ -243,9 +242,9 @@ def test_redis_outage_fails_open_to_per_process_limits_then_recovers(
         assert max(r.elapsed for r in replies) < 1.5
 
         # Keep traffic going for a while, as there would be: each process retries
-        # Redis on a request, with backoff (checks 1, 2, 4, 8, 16, 32 s apart, then
-        # again from 1 s), so the checks in this stretch fail and the next one
-        # comes a few seconds after Redis is back.
+        # Redis on a request, with backoff (checks 1, 2, 4, then every 8 s), so
+        # the checks in this stretch fail and the next one comes at most 8 s
+        # after Redis is back.
         while time.monotonic() - killed < 3.5:
             replies, _ = _burst(server, next(sources), 2)
             assert {r.status for r in replies} == {200}
@@ -257,7 +256,7 @@ def test_redis_outage_fails_open_to_per_process_limits_then_recovers(
         probe = next(sources)
         back: set[str] = set()
         counted = 0
-        deadline = restarted + 40
+        deadline = restarted + 15
         while len(back) < workers and time.monotonic() < deadline:
             _replies, per_pid = _burst(server, probe, 4)
             with redis_server.client() as client:
@@ -275,27 +274,10 @@ def test_redis_outage_fails_open_to_per_process_limits_then_recovers(
         print(f"\nredis: served on per-process limits while down; both workers back on Redis "
               f"{recovery:.1f}s after its restart")
         server.stop()
-
-
-@pytest.mark.xfail(strict=True, raises=KnownGap, reason=(
-    "README says the Redis fallback is logged, but Flask-Limiter logs it on its "
-    "'flask-limiter' logger, which has a NullHandler and no route to any output: dropped"))
-def test_redis_outage_is_logged(start_gunicorn, migrated_postgres_url, tmp_path: Path):
-    """README: 'If Redis becomes unreachable the service keeps serving ... (logged)'."""
-    with private_redis(tmp_path / "redis") as redis_server:
-        server = start_gunicorn(
-            ADMIN_API_KEY=ADMIN_KEY, DATABASE_URL=migrated_postgres_url,
-            ADMIN_RATE_LIMIT="1000 per minute", RATELIMIT_STORAGE_URI=redis_server.url,
-            RATELIMIT_KEY_PREFIX=f"faults-{uuid.uuid4().hex}",
-        )
-        assert http_ok(server)
-        redis_server.kill()
-        replies, per_pid = _burst(server, "127.0.0.1", 8)
-        assert {r.status for r in replies} == {200}
-        server.stop()
-    output = server.stdout() + server.stderr()
-    if "Rate limit storage unreachable" not in output:
-        raise KnownGap(f"no word of the Redis outage in gunicorn's output:\n{output[-1500:]}")
+    # Operators hear of both changes, from each worker, in gunicorn's output.
+    errors = server.stderr()
+    assert errors.count("Rate limit storage unreachable") == workers, errors[-2000:]
+    assert errors.count("Rate limit storage is reachable again") == workers, errors[-2000:]
 
 
 def http_ok(server: Gunicorn) -> bool:

@@ -1,8 +1,15 @@
-"""One Flask-Limiter limit shared by the admin endpoints, per client, before auth."""
+"""One limit shared by the admin endpoints, per client, before auth."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
+from limits import parse_many
+from limits.errors import StorageError
+from limits.storage import MemoryStorage
+
+from app.limiter import AdminRateLimit
 
 from tests.conftest import HEADERS, heartbeat_body, registration
 
@@ -82,3 +89,80 @@ def test_forged_hop_before_the_proxy_does_not_change_bucket(app, make_app):
         _health(client, headers={**HEADERS, "X-Forwarded-For": xff}, environ_base=proxy)
     xff = "203.0.113.50, 198.51.100.7"
     assert _health(client, headers={**HEADERS, "X-Forwarded-For": xff}, environ_base=proxy).status_code == 429
+
+
+# ------------------------------------------------- shared storage down and back
+
+
+class FlakyStorage(MemoryStorage):
+    """Memory storage that can be switched off, raising what a dead Redis raises."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.checks = 0
+
+    def incr(self, key, expiry, amount=1):
+        if self.down:
+            raise StorageError(ConnectionError("Connection refused"))
+        return super().incr(key, expiry, amount)
+
+    def check(self) -> bool:
+        self.checks += 1
+        return not self.down
+
+
+class Ticker:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def flaky():
+    storage, ticker = FlakyStorage(), Ticker()
+    rate_limit = AdminRateLimit(parse_many("3 per minute"), storage, key_prefix="t", monotonic=ticker)
+    return rate_limit, storage, ticker
+
+
+def test_unreachable_storage_falls_back_to_per_process_counting_and_says_so(flaky, caplog):
+    rate_limit, storage, _ = flaky
+    assert rate_limit.breached("10.0.0.1") is None
+    storage.down = True
+    with caplog.at_level(logging.WARNING, logger="app.limiter"):
+        # The request that found the storage dead is counted too, on the fallback.
+        assert [rate_limit.breached("10.0.0.1") is None for _ in range(4)] == [True, True, True, False]
+    assert rate_limit.on_fallback
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and messages[0].startswith("Rate limit storage unreachable")
+    limit, retry_after = rate_limit.breached("10.0.0.1")
+    assert str(limit) == "3 per 1 minute" and 1 <= retry_after <= 60
+
+
+def test_storage_is_asked_again_after_a_growing_pause_and_used_when_back(flaky, caplog):
+    rate_limit, storage, ticker = flaky
+    storage.down = True
+    rate_limit.breached("10.0.0.1")
+    assert storage.checks == 0
+    rate_limit.breached("10.0.0.1")
+    assert storage.checks == 0  # no second look within the first second
+    waits = []
+    for _ in range(5):
+        asked = storage.checks
+        pause = 0.0
+        while storage.checks == asked:
+            ticker.now += 0.5
+            pause += 0.5
+            rate_limit.breached("10.0.0.2")
+        waits.append(pause)
+    assert waits == [1.0, 2.0, 4.0, 8.0, 8.0]
+    storage.down = False
+    ticker.now += 8
+    with caplog.at_level(logging.WARNING, logger="app.limiter"):
+        assert rate_limit.breached("10.0.0.3") is None
+    assert not rate_limit.on_fallback
+    assert "reachable again" in caplog.records[-1].getMessage()
+    # Counted in the shared storage again: three there, whatever the fallback held.
+    assert [rate_limit.breached("10.0.0.3") is None for _ in range(3)] == [True, True, False]
