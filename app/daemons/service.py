@@ -18,7 +18,8 @@ from sqlalchemy import Connection, Row, bindparam, delete, select, update
 from app.daemons import history, pg_health
 from app.daemons.schemas import HeartbeatIn, RegistrationIn
 from app.daemons.state import daemon_state
-from app.dialect import lone_statement, upsert
+from app.dialect import upsert
+from app.lone_update import LoneUpdate
 from app.models import daemons
 
 
@@ -58,8 +59,8 @@ def _heartbeat_update(*, status_unchanged: bool):
     """The heartbeat's UPDATE with bound parameters, built once at import.
 
     Built per call, the construct and its cache key cost more CPU than the
-    database round trip; prebuilt, SQLAlchemy finds it in its compiled cache.
-    (Bound names differ from column names, which SQLAlchemy reserves in SET.)
+    database round trip. (Bound names differ from column names, which
+    SQLAlchemy reserves in SET.)
     """
     now = bindparam("now", type_=daemons.c.last_heartbeat.type)
     where = [daemons.c.daemon_id == bindparam("beat_daemon_id"), daemons.c.expires_at >= now]
@@ -79,7 +80,7 @@ def _heartbeat_update(*, status_unchanged: bool):
     )
 
 
-_BEAT_SAME_STATUS = _heartbeat_update(status_unchanged=True)
+_BEAT_SAME_STATUS = LoneUpdate(_heartbeat_update(status_unchanged=True))
 _BEAT_NEW_STATUS = _heartbeat_update(status_unchanged=False).returning(daemons)
 
 
@@ -99,9 +100,7 @@ def heartbeat(conn: Connection, beat: HeartbeatIn, *, now: datetime, ttl: timede
         "new_current_task": beat.current_task,
     }
     # The common case, an unchanged status, is a single UPDATE and adds no history.
-    with lone_statement(conn):
-        same_status = conn.execute(_BEAT_SAME_STATUS, params)
-    if same_status.rowcount == 1:
+    if _BEAT_SAME_STATUS.rowcount(conn, params) == 1:
         return True
     with conn.begin():
         changed = conn.execute(_BEAT_NEW_STATUS, params).first()
