@@ -65,29 +65,39 @@ def handle_database_unavailable(exc: DBAPIError) -> Response:
     # Only connection-level failures are "unavailable"; anything else is a bug.
     if not isinstance(exc, OperationalError) and not exc.connection_invalidated:
         return handle_unexpected(exc)
-    log.warning("database unavailable (request %s): %s", g.get("request_id"), type(exc.orig).__name__)
+    log.warning("database unavailable (request %s): %s", request_id(), type(exc.orig).__name__)
     response = error_response(503, "Database unavailable; retry shortly")
     response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
     return response
 
 
 def handle_unexpected(exc: Exception) -> Response:
-    log.exception("unhandled error (request %s)", g.get("request_id"))
-    return error_response(500, "Internal server error", requestId=g.get("request_id"))
+    log.exception("unhandled error (request %s)", request_id())
+    return error_response(500, "Internal server error", requestId=request_id())
 
 
-def _assign_request_id() -> None:
-    supplied = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = supplied if _SAFE_REQUEST_ID.match(supplied) else uuid.uuid4().hex
+def request_id() -> str:
+    """The id this request is logged under: the client's X-Request-ID if safe, else a new one."""
+    if "request_id" not in g:
+        g.request_id = _supplied_request_id() or uuid.uuid4().hex
+    return g.request_id
+
+
+def _supplied_request_id() -> str | None:
+    supplied = request.headers.get(REQUEST_ID_HEADER)
+    return supplied if supplied is not None and _SAFE_REQUEST_ID.match(supplied) else None
 
 
 def _echo_request_id(response: Response) -> Response:
-    response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    # Echoed when the client sent one or the request was logged under one; an
+    # id made for a request that left no log line would match nothing.
+    rid = g.get("request_id") or _supplied_request_id()
+    if rid is not None:
+        response.headers[REQUEST_ID_HEADER] = rid
     return response
 
 
 def init_app(app: Flask) -> None:
-    app.before_request(_assign_request_id)
     app.after_request(_echo_request_id)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(InvalidInput, handle_invalid_input)

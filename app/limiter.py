@@ -19,19 +19,23 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 
 from flask import Blueprint, Flask, Response, request
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
+from redis import ConnectionPool, RedisError
 
 from app.errors import error_response
 
 EXTENSION_KEY = "limiter"
 SCOPE = "admin"
-# A dead Redis must answer fast: one second to connect or to reply.
-REDIS_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
+# A dead Redis must answer fast: one second to connect or to reply. One
+# connection per process: redis-py's pool would check a pooled connection's
+# health with extra system calls before every command.
+REDIS_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1, "single_connection_client": True}
 # While on the fallback, each process asks the shared storage again after 1 s,
 # then 2, 4 and at most 8 s: a blackholed Redis costs one request in 8 s a
 # one-second wait, and a returning one is used again within 8 s.
@@ -47,14 +51,15 @@ class AdminRateLimit:
     def __init__(
         self,
         limits: Iterable[RateLimitItem],
-        shared: Storage,
+        connect: Callable[[], Storage],
         *,
         key_prefix: str,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limits = tuple(limits)
         self.key_prefix = key_prefix
-        self._shared = FixedWindowRateLimiter(shared)
+        self._connect = connect
+        self._shared: FixedWindowRateLimiter | None = None
         self._fallback: FixedWindowRateLimiter | None = None
         self._monotonic = monotonic
         self._retry_at = 0.0
@@ -68,28 +73,43 @@ class AdminRateLimit:
     def breached(self, address: str) -> tuple[RateLimitItem, int] | None:
         """Count one request from ``address``; the limit it broke and seconds to wait, or None."""
         identifiers = (self.key_prefix, address, SCOPE)
-        strategy = self._strategy()
         try:
-            return _first_breach(strategy, self.limits, identifiers)
+            return _first_breach(self._strategy(), self.limits, identifiers)
         except StorageError as exc:
             return _first_breach(self._fall_back(exc), self.limits, identifiers)
 
     def _strategy(self) -> FixedWindowRateLimiter:
         fallback = self._fallback
         if fallback is None:
-            return self._shared
+            return self._shared_strategy()
         if self._monotonic() < self._retry_at:
             return fallback
-        if self._shared.storage.check():
+        if self._shared_reachable():
             with self._lock:
                 self._fallback = None
                 self._retry_delay = FIRST_RETRY_SECONDS
             log.warning("Rate limit storage is reachable again: the limit is shared once more")
-            return self._shared
+            return self._shared_strategy()
         with self._lock:
             self._retry_delay = min(self._retry_delay * 2, LAST_RETRY_SECONDS)
             self._retry_at = self._monotonic() + self._retry_delay
         return fallback
+
+    def _shared_strategy(self) -> FixedWindowRateLimiter:
+        # Connected on first use: in each gunicorn worker after the fork, and
+        # never by CLI commands that do not serve requests.
+        if self._shared is None:
+            try:
+                self._shared = FixedWindowRateLimiter(self._connect())
+            except RedisError as exc:
+                raise StorageError(exc) from exc
+        return self._shared
+
+    def _shared_reachable(self) -> bool:
+        try:
+            return self._shared_strategy().storage.check()
+        except StorageError:
+            return False
 
     def _fall_back(self, exc: StorageError) -> FixedWindowRateLimiter:
         with self._lock:
@@ -121,10 +141,15 @@ def _too_many_requests(limit: RateLimitItem, retry_after: int) -> Response:
 
 def init_app(app: Flask, *blueprints: Blueprint) -> AdminRateLimit:
     uri = app.config["RATELIMIT_STORAGE_URI"]
-    options = REDIS_OPTIONS if uri.startswith(("redis://", "rediss://")) else {}
+    if uri.startswith(("redis://", "rediss://")):
+        ConnectionPool.from_url(uri)  # a malformed URL stops the boot, not every request
+        connect = partial(storage_from_string, uri, wrap_exceptions=True, **REDIS_OPTIONS)
+    else:
+        storage = storage_from_string(uri, wrap_exceptions=True)
+        connect = lambda: storage  # noqa: E731
     rate_limit = AdminRateLimit(
         parse_many(app.config["ADMIN_RATE_LIMIT"]),
-        storage_from_string(uri, wrap_exceptions=True, **options),
+        connect,
         key_prefix=app.config["RATELIMIT_KEY_PREFIX"],
     )
     app.extensions[EXTENSION_KEY] = rate_limit

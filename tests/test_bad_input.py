@@ -191,3 +191,22 @@ def test_unexpected_error_is_generic_500_json(app, client, monkeypatch):
     assert response.status_code == 500
     assert response.get_json() == {"error": "Internal server error", "requestId": "req-1"}
     assert response.headers["X-Request-ID"] == "req-1"
+
+
+def test_a_500_without_a_request_id_gets_one_in_body_header_and_log(app, client, monkeypatch, caplog):
+    from app.daemons import service
+
+    monkeypatch.setattr(service, "health", lambda *_a, **_k: 1 / 0)
+    response = client.get("/api/daemon/health", headers=HEADERS)
+    generated = response.get_json()["requestId"]
+    assert len(generated) == 32 and response.headers["X-Request-ID"] == generated
+    assert any(generated in record.getMessage() for record in caplog.records)
+
+
+def test_request_id_is_echoed_when_sent_and_unsafe_ones_are_not(client):
+    sent = client.get("/api/daemon/health", headers={**HEADERS, "X-Request-ID": "trace-7"})
+    assert sent.headers["X-Request-ID"] == "trace-7"
+    forged = client.get("/api/daemon/health", headers={**HEADERS, "X-Request-ID": "a b\tc"})
+    assert "X-Request-ID" not in forged.headers
+    # Nothing was logged for a plain success, so no id was made up for it.
+    assert "X-Request-ID" not in client.get("/api/daemon/health", headers=HEADERS).headers

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+import redis
 from limits import parse_many
 from limits.errors import StorageError
 from limits.storage import MemoryStorage
@@ -123,7 +124,9 @@ class Ticker:
 @pytest.fixture
 def flaky():
     storage, ticker = FlakyStorage(), Ticker()
-    rate_limit = AdminRateLimit(parse_many("3 per minute"), storage, key_prefix="t", monotonic=ticker)
+    rate_limit = AdminRateLimit(
+        parse_many("3 per minute"), lambda: storage, key_prefix="t", monotonic=ticker
+    )
     return rate_limit, storage, ticker
 
 
@@ -166,3 +169,31 @@ def test_storage_is_asked_again_after_a_growing_pause_and_used_when_back(flaky, 
     assert "reachable again" in caplog.records[-1].getMessage()
     # Counted in the shared storage again: three there, whatever the fallback held.
     assert [rate_limit.breached("10.0.0.3") is None for _ in range(3)] == [True, True, False]
+
+
+def test_storage_down_at_start_is_connected_to_later_and_no_request_fails(caplog):
+    storage, ticker, attempts = FlakyStorage(), Ticker(), []
+
+    def connect():
+        attempts.append(ticker.now)
+        if len(attempts) == 1:
+            raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        return storage
+
+    rate_limit = AdminRateLimit(parse_many("3 per minute"), connect, key_prefix="t", monotonic=ticker)
+    assert attempts == []  # nothing is dialled until a request comes
+    with caplog.at_level(logging.WARNING, logger="app.limiter"):
+        assert rate_limit.breached("10.0.0.1") is None
+        assert rate_limit.on_fallback
+        ticker.now += 1
+        assert rate_limit.breached("10.0.0.1") is None
+    assert not rate_limit.on_fallback and attempts == [1000.0, 1001.0]
+    assert [r.getMessage().split(" (")[0].split(":")[0] for r in caplog.records] == [
+        "Rate limit storage unreachable",
+        "Rate limit storage is reachable again",
+    ]
+
+
+def test_a_malformed_storage_url_stops_the_boot(make_app):
+    with pytest.raises(ValueError):
+        make_app(ratelimit_storage_uri="redis://127.0.0.1:notaport/0")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -20,6 +21,8 @@ bp = Blueprint("daemons", __name__, url_prefix="/api/daemon")
 bp.before_request(require_api_key)
 
 PROBE_KEY = "daemon_health_liveness_probe"
+# The heartbeat's success body never changes: rendered once, not on every call.
+HEARTBEAT_ACCEPTED = json.dumps({"success": True}).encode()
 
 
 @bp.before_request
@@ -54,7 +57,7 @@ def heartbeat() -> Response:
     beat = _json_body(HeartbeatIn)
     if not service.heartbeat(connection(), beat, now=now(), ttl=_ttl()):
         return error_response(404, "Daemon not registered")
-    return jsonify({"success": True})
+    return Response(HEARTBEAT_ACCEPTED, mimetype="application/json")
 
 
 @bp.get("/health")
