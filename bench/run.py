@@ -700,7 +700,7 @@ def py_spy_record(
     return result
 
 
-def profile(load: Load, servers: list[Server], duration: float, tag: str, scratch: Path) -> None:
+def profile(load: Load, servers: list[Server], duration: float, tag: str) -> None:
     pyspy = VENV_BIN / "py-spy"
     seconds = int(duration)
     say(
@@ -721,7 +721,7 @@ def profile(load: Load, servers: list[Server], duration: float, tag: str, scratc
                 requests=r.rps * seconds / len(workers),
             )
         )
-        cpu = scratch / f"profile-{tag}-{server.name}-cpu.txt"
+        cpu = BENCH / f"profile-{tag}-{server.name}-cpu.txt"
         r = py_spy_record(pyspy, worker, cpu, seconds, "raw", False, load, server)
         say(f"[{server.name}: {r.rps:.1f} req/s while recorded]")
         say(
@@ -732,7 +732,7 @@ def profile(load: Load, servers: list[Server], duration: float, tag: str, scratc
                 requests=r.rps * seconds / len(workers),
             )
         )
-        say(f"   collapsed stacks (wall clock): bench/{wall.name}")
+        say(f"   collapsed stacks: bench/{wall.name} (wall clock), bench/{cpu.name} (on-CPU)")
         if server.name == "real":
             svg = BENCH / f"profile-{tag}.svg"
             py_spy_record(pyspy, worker, svg, seconds, "flamegraph", True, load, server)
@@ -975,7 +975,7 @@ def main() -> int:
             )
             all_ok &= compare(load, servers, args.rounds, args.duration, args.warmup, meter)
             if args.profile:
-                profile(load, servers, args.duration, "heartbeat", scratch)
+                profile(load, servers, args.duration, "heartbeat")
 
         if args.only in (None, "health"):
             for size in health_sizes:
@@ -991,7 +991,7 @@ def main() -> int:
                 )
                 all_ok &= compare(load, servers, args.rounds, args.duration, args.warmup, meter)
                 if args.profile and size == max(health_sizes):
-                    profile(load, servers, args.duration, f"health-{size}", scratch)
+                    profile(load, servers, args.duration, f"health-{size}")
 
         report_rss(servers)
         say(
