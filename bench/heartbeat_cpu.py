@@ -127,7 +127,6 @@ def main() -> int:
         from app.daemons import service
         from app.daemons.schemas import HeartbeatIn, parse_body
         from app.db import build_engine
-        from app.dialect import lone_statement
         from config import settings_from_env
 
         os.environ["CEILING_DATABASE_URL"] = db_url
@@ -185,16 +184,6 @@ def main() -> int:
             ("sa_req", "SQLAlchemy: engine.connect() + service.heartbeat() + close()", per_request)
         )
 
-        toggle_conn = engine.connect()
-        closers.insert(0, toggle_conn.close)
-
-        def toggle(i: int) -> None:
-            with lone_statement(toggle_conn):
-                pass
-
-        layers.append(
-            ("sa_toggle", "  of which: lone_statement() in and out (autocommit on, off)", toggle)
-        )
         layers.append(
             (
                 "pydantic",

@@ -535,7 +535,7 @@ def compare(
 # frame of a sample names it; what matches none is the WSGI server and Flask.
 IDLE = "idle: worker waiting for the next connection"
 CATEGORIES = (
-    ("rate limiter (Flask-Limiter, limits, redis)", ("flask_limiter/", "limits/", "redis/")),
+    ("rate limiter (app/limiter.py, limits, redis)", ("app/limiter.py", "limits/", "redis/")),
     ("metrics (prometheus_client)", ("prometheus_client/", "app/metrics/")),
     ("liveness probe (once a second)", ("app/liveness.py",)),
     ("auth (X-API-Key check)", ("app/auth.py",)),
