@@ -67,6 +67,17 @@ def test_request_metrics_are_labelled_by_route(client, make_daemon):
     assert after[count_key] - before.get(count_key, 0) == 2
 
 
+def test_invented_methods_share_one_label(client):
+    before = _scrape(client)
+    for method in ("BREW", "WHEN", "PROPFIND"):
+        assert client.open("/api/daemon/health", method=method, headers=HEADERS).status_code == 405
+    after = _scrape(client)
+    key = ("daemon_health_http_requests_total",
+           (("endpoint", "unmatched"), ("method", "other"), ("status", "405")))
+    assert after[key] - before.get(key, 0) == 3
+    assert not any(dict(labels).get("method") in {"BREW", "WHEN", "PROPFIND"} for _, labels in after)
+
+
 @pytest.mark.parametrize(
     "headers",
     [{}, {"X-API-Key": "wrong-key-wrong-key"}, {"Authorization": "Bearer wrong-key-wrong"}],

@@ -8,6 +8,7 @@ scrape adds them up, whichever worker answers it.
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 
 from flask import Flask, Response, g, request
 from prometheus_client import Counter, Histogram
@@ -25,6 +26,17 @@ LATENCY = Histogram(
 )
 
 
+# Methods outside this set share one label: a client inventing methods must
+# not be able to create new time series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@lru_cache(maxsize=None)  # bounded: routes x known methods x status codes
+def _series(endpoint: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    # Looked up once per combination: labels() validates and locks on every call.
+    return REQUESTS.labels(endpoint, method, str(status)), LATENCY.labels(endpoint, method)
+
+
 def _start_timer() -> None:
     g.metrics_started = time.perf_counter()
 
@@ -33,9 +45,11 @@ def _observe(response: Response) -> Response:
     started = g.pop("metrics_started", None)
     # The route template ("/api/daemon/<daemon_id:daemon_id>"), so ids never become labels.
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+    method = request.method if request.method in KNOWN_METHODS else "other"
+    requests, latency = _series(endpoint, method, response.status_code)
+    requests.inc()
     if started is not None:
-        LATENCY.labels(endpoint, request.method).observe(time.perf_counter() - started)
+        latency.observe(time.perf_counter() - started)
     return response
 
 
