@@ -22,7 +22,7 @@ bp.before_request(require_api_key)
 
 PROBE_KEY = "daemon_health_liveness_probe"
 # The heartbeat's success body never changes: rendered once, not on every call.
-HEARTBEAT_ACCEPTED = json.dumps({"success": True}).encode()
+HEARTBEAT_ACCEPTED = json.dumps({"success": True}, separators=(",", ":")).encode()
 
 
 @bp.before_request
