@@ -32,6 +32,7 @@ from app.errors import error_response
 
 EXTENSION_KEY = "limiter"
 SCOPE = "admin"
+REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 # A dead Redis must answer fast: one second to connect or to reply. One
 # connection per process: redis-py's pool would check a pooled connection's
 # health with extra system calls before every command.
@@ -141,8 +142,9 @@ def _too_many_requests(limit: RateLimitItem, retry_after: int) -> Response:
 
 def init_app(app: Flask, *blueprints: Blueprint) -> AdminRateLimit:
     uri = app.config["RATELIMIT_STORAGE_URI"]
-    if uri.startswith(("redis://", "rediss://")):
-        ConnectionPool.from_url(uri)  # a malformed URL stops the boot, not every request
+    if uri.startswith(REDIS_SCHEMES):
+        # A malformed URL stops the boot, not every request.
+        ConnectionPool.from_url(uri.replace("redis+unix://", "unix://", 1))
         connect = partial(storage_from_string, uri, wrap_exceptions=True, **REDIS_OPTIONS)
     else:
         storage = storage_from_string(uri, wrap_exceptions=True)

@@ -197,3 +197,11 @@ def test_storage_down_at_start_is_connected_to_later_and_no_request_fails(caplog
 def test_a_malformed_storage_url_stops_the_boot(make_app):
     with pytest.raises(ValueError):
         make_app(ratelimit_storage_uri="redis://127.0.0.1:notaport/0")
+
+
+def test_redis_over_a_unix_socket_gets_the_same_fallback(tmp_path, make_app):
+    client = make_app(
+        admin_rate_limit="2 per minute", ratelimit_storage_uri=f"redis+unix://{tmp_path}/none.sock"
+    ).test_client()
+    # No socket there: served, counted per process, never a 500.
+    assert [_health(client).status_code for _ in range(3)] == [200, 200, 429]
