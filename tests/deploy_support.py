@@ -538,7 +538,7 @@ def private_redis(workdir: Path) -> Iterator[PrivateRedis]:
 
 
 def limiter_hits(redis_client, prefix: str, address: str) -> int:
-    """How many hits Flask-Limiter has counted in Redis for ``address`` under ``prefix``."""
+    """How many hits the limiter has counted in Redis for ``address`` under ``prefix``."""
     total = 0
     for key in redis_client.scan_iter(match=f"*{prefix}*", count=1000):
         if f"/{address}/" in key.decode():

@@ -92,7 +92,7 @@ def test_rate_limit_is_shared_across_gunicorn_workers_with_redis(
         for reply in replies:
             if reply.status == 429:
                 _assert_error_json(reply)
-                # Whole seconds rounded up (Flask-Limiter adds up to 1 s): at most window + 1.
+                # Whole seconds, rounded up once: at most the window (60 s) + 1.
                 _assert_retry_after(reply, at_most=61)
             else:
                 assert "Retry-After" not in reply.headers
