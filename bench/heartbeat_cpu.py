@@ -30,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-import redis
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -41,6 +40,7 @@ from run import (  # noqa: E402
     DEFAULT_POSTGRES_URL,
     REDIS_URL,
     admin_connect,
+    delete_limiter_keys,
     insert_daemons,
     with_database,
 )
@@ -298,15 +298,7 @@ def main() -> int:
         shutil.rmtree(metrics_dir, ignore_errors=True)
         admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         admin.close()
-        try:
-            with redis.Redis.from_url(
-                REDIS_URL, socket_connect_timeout=2, socket_timeout=2
-            ) as client:
-                keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
-                if keys:
-                    client.delete(*keys)
-        except redis.RedisError:
-            pass
+        delete_limiter_keys(prefix)
 
 
 if __name__ == "__main__":

@@ -123,6 +123,19 @@ def count_daemons(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute("SELECT count(*) FROM daemons").fetchone()[0]
 
+def delete_limiter_keys(prefix: str) -> None:
+    """Remove the rate limiter's Redis keys a run made under ``prefix`` (best effort)."""
+    import redis
+
+    try:
+        with redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2) as client:
+            keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+    except redis.RedisError:
+        pass
+
+
 
 def vacuum(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
@@ -1013,15 +1026,7 @@ def main() -> int:
             admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
         finally:
             admin.close()
-        try:
-            with redis.Redis.from_url(
-                REDIS_URL, socket_connect_timeout=2, socket_timeout=2
-            ) as client:
-                keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
-                if keys:
-                    client.delete(*keys)
-        except redis.RedisError:
-            pass
+        delete_limiter_keys(prefix)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -26,8 +26,8 @@ from sqlalchemy import Engine, create_engine, delete, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from app.db import Database, database
-from app.models import Base
+from app.db import Database, build_engine, database
+from app.models import Base, daemon_events, daemons
 from config import Settings
 
 API_KEY = "test-admin-key-0123456789"
@@ -97,6 +97,18 @@ def scratch_postgres_database() -> Iterator[str]:
 def postgres_database() -> Iterator[str]:
     with scratch_postgres_database() as url:
         yield url
+
+
+@pytest.fixture
+def pg_engine(postgres_database: str) -> Iterator[Engine]:
+    """An engine on the migrated scratch Postgres, with no daemons or events in it."""
+    migrate(postgres_database)
+    engine = build_engine(postgres_database, timeout=10)
+    with engine.begin() as conn:
+        conn.execute(delete(daemon_events))
+        conn.execute(delete(daemons))
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

@@ -20,7 +20,7 @@ from app import create_app
 from app import watcher as watchers
 from app.daemons import service
 from app.daemons.schemas import HeartbeatIn, RegistrationIn
-from app.db import build_engine, database
+from app.db import database
 from app.models import alert_deliveries, daemon_events, daemons
 from config import Settings
 from tests.conftest import API_KEY, START, heartbeat_body, migrate, registration
@@ -28,17 +28,6 @@ from tests.webhook_receiver import start_receiver
 
 TTL = timedelta(seconds=60)
 READERS = 8
-
-
-@pytest.fixture
-def pg_engine(postgres_database):
-    migrate(postgres_database)
-    engine = build_engine(postgres_database, timeout=10)
-    with engine.begin() as conn:
-        conn.execute(delete(daemon_events))
-        conn.execute(delete(daemons))
-    yield engine
-    engine.dispose()
 
 
 def _register_many(engine, count: int) -> list[str]:

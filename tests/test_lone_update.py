@@ -5,15 +5,14 @@ from __future__ import annotations
 from datetime import UTC, timedelta, timezone
 
 import pytest
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.exc import DataError, OperationalError
 
 from app.daemons import service
 from app.daemons.schemas import RegistrationIn
-from app.db import build_engine
 from app.lone_update import LoneUpdate
-from app.models import daemon_events, daemons
-from tests.conftest import START, migrate, registration
+from app.models import daemons
+from tests.conftest import START, registration
 
 BEAT = LoneUpdate(
     update(daemons)
@@ -26,17 +25,12 @@ BEAT = LoneUpdate(
 
 
 @pytest.fixture
-def pg_engine(postgres_database):
-    migrate(postgres_database)
-    engine = build_engine(postgres_database, timeout=10)
-    with engine.begin() as conn:
-        conn.execute(delete(daemon_events))
-        conn.execute(delete(daemons))
-    with engine.connect() as conn:
+def lone(pg_engine):
+    """The engine, with one registered daemon, "lone"."""
+    with pg_engine.connect() as conn:
         reg = RegistrationIn.model_validate(registration(daemonId="lone"))
         service.register(conn, reg, now=START, ttl=timedelta(seconds=60))
-    yield engine
-    engine.dispose()
+    return pg_engine
 
 
 def _row(engine):
@@ -44,22 +38,22 @@ def _row(engine):
         return conn.execute(select(daemons).where(daemons.c.daemon_id == "lone")).one()
 
 
-def test_updates_commit_on_their_own_and_go_through_the_column_types(pg_engine):
+def test_updates_commit_on_their_own_and_go_through_the_column_types(lone):
     later = (START + timedelta(seconds=30)).astimezone(timezone(timedelta(hours=5)))
-    with pg_engine.connect() as conn:
+    with lone.connect() as conn:
         params = {"beat_daemon_id": "lone", "beat_at": later, "new_tasks_processed": 7}
         assert BEAT.rowcount(conn, params) == 1
         assert BEAT.rowcount(conn, {**params, "beat_daemon_id": "nobody"}) == 0
         assert not conn.in_transaction()
-    row = _row(pg_engine)  # another connection sees it: committed
+    row = _row(lone)  # another connection sees it: committed
     assert row.tasks_processed == 7
     assert row.last_heartbeat == later and row.last_heartbeat.tzinfo == UTC
-    with pg_engine.connect() as conn, pytest.raises(ValueError, match="naive datetime"):
+    with lone.connect() as conn, pytest.raises(ValueError, match="naive datetime"):
         BEAT.rowcount(conn, {**params, "beat_at": later.replace(tzinfo=None)})
 
 
-def test_a_failed_statement_is_sqlalchemys_error_and_leaves_the_connection_transactional(pg_engine):
-    with pg_engine.connect() as conn:
+def test_a_failed_statement_is_sqlalchemys_error_and_leaves_the_connection_transactional(lone):
+    with lone.connect() as conn:
         bad = {"beat_daemon_id": "lone", "beat_at": START, "new_tasks_processed": "many"}
         with pytest.raises(DataError) as raised:
             BEAT.rowcount(conn, bad)
@@ -67,19 +61,19 @@ def test_a_failed_statement_is_sqlalchemys_error_and_leaves_the_connection_trans
         # Back out of autocommit: this update is undone by the rollback.
         conn.execute(text("UPDATE daemons SET tasks_processed = 99"))
         conn.rollback()
-    assert _row(pg_engine).tasks_processed == 0
+    assert _row(lone).tasks_processed == 0
 
 
-def test_a_lost_connection_is_invalidated_and_the_next_one_works(pg_engine):
-    with pg_engine.connect() as conn:
+def test_a_lost_connection_is_invalidated_and_the_next_one_works(lone):
+    with lone.connect() as conn:
         pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
         conn.commit()
-        with pg_engine.connect() as killer:
+        with lone.connect() as killer:
             killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         params = {"beat_daemon_id": "lone", "beat_at": START, "new_tasks_processed": 3}
         with pytest.raises(OperationalError) as raised:
             BEAT.rowcount(conn, params)
         assert raised.value.connection_invalidated and conn.invalidated
-    with pg_engine.connect() as conn:
+    with lone.connect() as conn:
         assert BEAT.rowcount(conn, params) == 1
-    assert _row(pg_engine).tasks_processed == 3
+    assert _row(lone).tasks_processed == 3
