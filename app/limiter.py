@@ -30,7 +30,6 @@ from redis import ConnectionPool, RedisError
 
 from app.errors import error_response
 
-EXTENSION_KEY = "limiter"
 SCOPE = "admin"
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 # A dead Redis must answer fast: one second to connect or to reply. One
@@ -140,7 +139,7 @@ def _too_many_requests(limit: RateLimitItem, retry_after: int) -> Response:
     return response
 
 
-def init_app(app: Flask, *blueprints: Blueprint) -> AdminRateLimit:
+def init_app(app: Flask, *blueprints: Blueprint) -> None:
     uri = app.config["RATELIMIT_STORAGE_URI"]
     if uri.startswith(REDIS_SCHEMES):
         # A malformed URL stops the boot, not every request.
@@ -154,7 +153,6 @@ def init_app(app: Flask, *blueprints: Blueprint) -> AdminRateLimit:
         connect,
         key_prefix=app.config["RATELIMIT_KEY_PREFIX"],
     )
-    app.extensions[EXTENSION_KEY] = rate_limit
     limited = frozenset(blueprint.name for blueprint in blueprints)
 
     def check() -> Response | None:
@@ -166,4 +164,3 @@ def init_app(app: Flask, *blueprints: Blueprint) -> AdminRateLimit:
         return _too_many_requests(*breach) if breach is not None else None
 
     app.before_request(check)
-    return rate_limit

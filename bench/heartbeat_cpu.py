@@ -122,7 +122,6 @@ def main() -> int:
             raise RuntimeError(f"alembic upgrade head failed:\n{migrate.stderr}")
         insert_daemons(db_url, DAEMONS)
 
-
         from app import create_app
         from app.daemons import service
         from app.daemons.schemas import HeartbeatIn, parse_body

@@ -123,6 +123,7 @@ def count_daemons(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute("SELECT count(*) FROM daemons").fetchone()[0]
 
+
 def delete_limiter_keys(prefix: str) -> None:
     """Remove the rate limiter's Redis keys a run made under ``prefix`` (best effort)."""
     import redis
@@ -134,7 +135,6 @@ def delete_limiter_keys(prefix: str) -> None:
                 client.delete(*keys)
     except redis.RedisError:
         pass
-
 
 
 def vacuum(url: str) -> None:
