@@ -3,11 +3,12 @@
 It runs as an app-level ``before_request`` hook, so it counts before the
 blueprint's authentication: guessing keys is throttled like any other call.
 
-The counting itself is the ``limits`` library (fixed windows, in Redis or in
-memory). Flask-Limiter, which wraps it, cost about 0.25 ms of CPU per request
-on the heartbeat path (re-resolving and filtering its limit objects every
-time) for features this service does not use, and its storage-fallback
-message went to a logger with no handler. What it did for us is here: one
+The counting is fixed windows in the ``limits`` library's storage (Redis, or
+memory), claimed a few requests at a time (app/rate_leases.py). Flask-Limiter,
+which wraps ``limits``, cost about 0.25 ms of CPU per request on the heartbeat
+path (re-resolving and filtering its limit objects every time) for features
+this service does not use, and its storage-fallback message went to a logger
+with no handler. What it did for us is here: one
 shared limit, a 429 JSON with ``Retry-After``, and a fallback to per-process
 counters while the shared storage is unreachable.
 """
@@ -25,10 +26,10 @@ from flask import Blueprint, Flask, Response, request
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage, storage_from_string
-from limits.strategies import FixedWindowRateLimiter
 from redis import ConnectionPool, RedisError
 
 from app.errors import error_response
+from app.rate_leases import LeasedWindows
 
 SCOPE = "admin"
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
@@ -59,8 +60,8 @@ class AdminRateLimit:
         self.limits = tuple(limits)
         self.key_prefix = key_prefix
         self._connect = connect
-        self._shared: FixedWindowRateLimiter | None = None
-        self._fallback: FixedWindowRateLimiter | None = None
+        self._shared: LeasedWindows | None = None
+        self._fallback: LeasedWindows | None = None
         self._monotonic = monotonic
         self._retry_at = 0.0
         self._retry_delay = FIRST_RETRY_SECONDS
@@ -74,14 +75,14 @@ class AdminRateLimit:
         """Count one request from ``address``; the limit it broke and seconds to wait, or None."""
         identifiers = (self.key_prefix, address, SCOPE)
         try:
-            return _first_breach(self._strategy(), self.limits, identifiers)
+            return _first_breach(self._counter(), self.limits, identifiers)
         except StorageError as exc:
             return _first_breach(self._fall_back(exc), self.limits, identifiers)
 
-    def _strategy(self) -> FixedWindowRateLimiter:
+    def _counter(self) -> LeasedWindows:
         fallback = self._fallback
         if fallback is None:
-            return self._shared_strategy()
+            return self._shared_counter()
         if self._monotonic() < self._retry_at:
             return fallback
         if self._shared_reachable():
@@ -89,32 +90,32 @@ class AdminRateLimit:
                 self._fallback = None
                 self._retry_delay = FIRST_RETRY_SECONDS
             log.warning("Rate limit storage is reachable again: the limit is shared once more")
-            return self._shared_strategy()
+            return self._shared_counter()
         with self._lock:
             self._retry_delay = min(self._retry_delay * 2, LAST_RETRY_SECONDS)
             self._retry_at = self._monotonic() + self._retry_delay
         return fallback
 
-    def _shared_strategy(self) -> FixedWindowRateLimiter:
+    def _shared_counter(self) -> LeasedWindows:
         # Connected on first use: in each gunicorn worker after the fork, and
         # never by CLI commands that do not serve requests.
         if self._shared is None:
             try:
-                self._shared = FixedWindowRateLimiter(self._connect())
+                self._shared = LeasedWindows(self._connect(), monotonic=self._monotonic)
             except RedisError as exc:
                 raise StorageError(exc) from exc
         return self._shared
 
     def _shared_reachable(self) -> bool:
         try:
-            return self._shared_strategy().storage.check()
+            return self._shared_counter().storage.check()
         except StorageError:
             return False
 
-    def _fall_back(self, exc: StorageError) -> FixedWindowRateLimiter:
+    def _fall_back(self, exc: StorageError) -> LeasedWindows:
         with self._lock:
             if self._fallback is None:
-                self._fallback = FixedWindowRateLimiter(MemoryStorage())
+                self._fallback = LeasedWindows(MemoryStorage(), monotonic=self._monotonic)
                 log.warning(
                     "Rate limit storage unreachable (%s): counting per process until it is back",
                     exc,
@@ -124,12 +125,12 @@ class AdminRateLimit:
 
 
 def _first_breach(
-    strategy: FixedWindowRateLimiter, limits: tuple[RateLimitItem, ...], identifiers: tuple[str, ...]
+    counter: LeasedWindows, limits: tuple[RateLimitItem, ...], identifiers: tuple[str, ...]
 ) -> tuple[RateLimitItem, int] | None:
     for limit in limits:
-        if not strategy.hit(limit, *identifiers):
-            reset_at = strategy.get_window_stats(limit, *identifiers).reset_time
-            return limit, max(1, math.ceil(reset_at - time.time()))
+        wait = counter.hit(limit, limit.key_for(*identifiers))
+        if wait is not None:
+            return limit, max(1, math.ceil(wait))
     return None
 
 
