@@ -1,19 +1,21 @@
-"""Fixed-window counting in shared storage, without a round trip for every request.
+"""Fixed-window counting in shared storage, without a round trip for every busy client's request.
 
 Counting each request in Redis costs a network round trip: on the heartbeat it
 was the largest cost the service adds to the database work (about 0.05 ms of
 worker CPU and as much again in Redis, bench/run.py --profile). So a process
-claims a few requests of a window at once (INCRBY n) and counts them down
-locally, the way quota servers hand out leases:
+that sees one client often claims several of its window's requests at once
+(INCRBY n) and counts them down locally, the way quota servers hand out leases:
 
-- The first request of a key in a process claims one. Each later claim is 1% of
-  what the window has left, at most ``MAX_CLAIM``: a limit below 200 per window
-  is always claimed one by one and counts exactly, as without leases.
+- A client seen once in a while is counted one request at a time, as without
+  leases. Each time a process spends its whole claim within ``LEASE_SECONDS``,
+  its next claim for that client doubles: 1, 2, 4 ... up to ``MAX_CLAIM``.
+- A claim is never more than 1% of what the window has left: a limit below 200
+  per window is always counted one by one, exactly.
 - Claimed requests are spent for at most ``LEASE_SECONDS`` and never after the
-  window ends, so no process admits more than the window allows.
+  window ends, so no process serves more than the window allows.
 - The price: requests a process claimed but did not spend are counted without
-  being served. A client is refused at most 1% of the limit early per process
-  that holds a claim for it, and only when it nears the limit.
+  being served. A client near its limit is refused at most 1% of the limit
+  early for each process that holds a claim for it.
 
 Works over any ``limits`` storage (Redis, or memory for the per-process
 fallback); its errors (StorageError) reach the caller.
@@ -41,9 +43,10 @@ class _Lease:
 
     window_ends: float  # when the window ends, or at the latest, if not known
     ends_known: bool
-    next_claim: int
+    claimed: int  # size of the last claim
+    claimed_at: float
+    cap: int  # the most the next claim may be: 1% of what the window had left
     tokens: int  # claimed and not yet spent
-    spend_until: float  # unspent tokens are void after this
 
 
 class LeasedWindows:
@@ -61,10 +64,12 @@ class LeasedWindows:
             lease = self._leases.get(key)
             if lease is not None and now >= lease.window_ends:
                 lease = None
-            if lease is not None and lease.tokens and now < lease.spend_until:
+            # Within a second of its claim: busy, so spend a token or claim more than before.
+            busy = lease is not None and now < min(lease.claimed_at + LEASE_SECONDS, lease.window_ends)
+            if busy and lease.tokens:
                 lease.tokens -= 1
                 return None
-            claim = lease.next_claim if lease is not None else 1
+            claim = min(2 * lease.claimed, lease.cap) if busy else 1
         # Outside the lock: other threads keep spending while this one waits on storage.
         period = limit.get_expiry()
         count = self.storage.incr(key, period, amount=claim)
@@ -85,13 +90,12 @@ class LeasedWindows:
             self._leases[key] = _Lease(
                 window_ends=window_ends,
                 ends_known=ends is not None,
-                next_claim=max(1, min(MAX_CLAIM, (limit.amount - count) // CLAIM_SHARE)),
+                claimed=claim,
+                claimed_at=now,
+                cap=max(1, min(MAX_CLAIM, (limit.amount - count) // CLAIM_SHARE)),
                 tokens=max(0, granted - 1),
-                spend_until=min(now + LEASE_SECONDS, window_ends) if ends is not None else now,
             )
-        if granted >= 1:
-            return None
-        return max(0.0, window_ends - now)
+        return None if granted >= 1 else max(0.0, window_ends - now)
 
     def _sweep(self, now: float) -> None:
         # Forget ended windows, so one-off client addresses do not pile up.

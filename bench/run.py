@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py [--rounds 5] [--duration 10] [--connections 16]
                                   [--health-connections 4] [--only heartbeat|health]
-                                  [--profile]
+                                  [--address-per-daemon] [--profile]
 
 What it does, all on 127.0.0.1 and every load run bounded by --duration:
 
@@ -824,6 +824,12 @@ def main() -> int:
         "memory:// shows what Redis costs)",
     )
     parser.add_argument(
+        "--address-per-daemon",
+        action="store_true",
+        help="each daemon sends its own X-Forwarded-For (the real service trusts one proxy "
+        "hop): one rate-limit bucket per daemon instead of one for all",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also record py-spy profiles of the real service and the ceiling",
@@ -930,6 +936,7 @@ def main() -> int:
                     "RATELIMIT_STORAGE_URI": args.ratelimit_storage,
                     "RATELIMIT_KEY_PREFIX": prefix,
                     "ADMIN_RATE_LIMIT": "100000000 per minute",
+                    "TRUSTED_PROXY_HOPS": "1" if args.address_per_daemon else "0",
                     "WEB_CONCURRENCY": "2",
                 },
             )
@@ -975,6 +982,7 @@ def main() -> int:
         say(
             f"both: gunicorn, 2 sync workers, timeout 30 s, access log to a file; real: limiter on "
             f"{args.ratelimit_storage} (never rejects), DAEMON_TTL_SECONDS=86400"
+            + (", one client address per daemon" if args.address_per_daemon else "")
         )
         sanity_check(servers, key, args.daemons)
         meter = CpuMeter(admin, db_name, redis_pid)
@@ -984,7 +992,8 @@ def main() -> int:
                 f"POST /api/daemon/heartbeat, {args.daemons:,} daemons",
                 "/api/daemon/heartbeat",
                 args.connections,
-                script_args=[key, str(args.daemons)],
+                script_args=[key, str(args.daemons)]
+                + (["spread"] if args.address_per_daemon else []),
             )
             all_ok &= compare(load, servers, args.rounds, args.duration, args.warmup, meter)
             if args.profile:

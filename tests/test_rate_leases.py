@@ -73,15 +73,25 @@ def test_a_limit_under_200_per_window_is_counted_one_request_at_a_time(storage, 
     assert storage.counts[KEY] == 200
 
 
-def test_claims_grow_with_what_the_window_has_left_and_shrink_near_the_limit(storage, ticker):
+def test_a_client_seen_less_than_once_a_second_is_counted_one_request_at_a_time(storage, ticker):
+    counter = LeasedWindows(storage, monotonic=ticker)
+    limit = parse("1000000 per minute")
+    for _ in range(25):
+        assert counter.hit(limit, KEY) is None
+        ticker.now += LEASE_SECONDS + 0.1
+    assert storage.claims == [1] * 25
+
+
+def test_a_busy_client_gets_doubling_claims_of_at_most_1_percent_of_what_is_left(storage, ticker):
     counter = LeasedWindows(storage, monotonic=ticker)
     limit = parse("10000 per minute")
     assert served(counter, limit, 12_000) == 10_000
-    # 1 (nothing known), then 1% of what is left, at most MAX_CLAIM ...
-    assert storage.claims[:3] == [1, MAX_CLAIM, MAX_CLAIM]
-    left = 10_000 - sum(storage.claims[:150])
-    assert storage.claims[150] == left // 100 < MAX_CLAIM
-    # ... one at a time in the last 200, and for every refused request.
+    assert storage.claims[:8] == [1, 2, 4, 8, 16, 32, MAX_CLAIM, MAX_CLAIM]
+    counted = 0
+    for claim in storage.claims:
+        assert claim <= max(1, (10_000 - counted) // 100)
+        counted += claim
+    # One at a time in the window's last 200, and for every refused request.
     assert storage.claims[-2100:] == [1] * 2100
     assert len(storage.claims) - 2000 < 700  # round trips for 10,000 served
 
@@ -89,8 +99,9 @@ def test_claims_grow_with_what_the_window_has_left_and_shrink_near_the_limit(sto
 def test_a_big_limit_claims_at_most_max_claim(storage, ticker):
     counter = LeasedWindows(storage, monotonic=ticker)
     assert served(counter, parse("1000000 per minute"), 1000) == 1000
-    assert storage.claims[0] == 1 and set(storage.claims[1:]) == {MAX_CLAIM}
-    assert len(storage.claims) == 1 + 20  # 999 requests in claims of 50
+    assert storage.claims[:7] == [1, 2, 4, 8, 16, 32, MAX_CLAIM]
+    assert set(storage.claims[6:]) == {MAX_CLAIM}
+    assert len(storage.claims) == 6 + 19  # 63, then the other 937 in claims of 50
 
 
 def test_processes_sharing_a_window_never_serve_more_than_the_limit(storage, ticker):
@@ -105,14 +116,14 @@ def test_processes_sharing_a_window_never_serve_more_than_the_limit(storage, tic
 def test_unspent_claims_lapse_after_a_second(storage, ticker):
     counter = LeasedWindows(storage, monotonic=ticker)
     limit = parse("1000000 per minute")
-    served(counter, limit, 2)  # claims 1, then 50: 49 left to spend
-    assert len(storage.claims) == 2
+    served(counter, limit, 4)  # claims 1, 2 and 4: three left to spend
+    assert storage.claims == [1, 2, 4]
     ticker.now += LEASE_SECONDS - 0.01
     served(counter, limit, 1)
-    assert len(storage.claims) == 2
+    assert storage.claims == [1, 2, 4]
     ticker.now += 0.02
-    served(counter, limit, 1)
-    assert len(storage.claims) == 3
+    served(counter, limit, 1)  # the last two lapsed; no longer busy: claims one
+    assert storage.claims == [1, 2, 4, 1]
 
 
 def test_claims_are_never_spent_after_their_window_ends(storage, ticker):
@@ -120,10 +131,10 @@ def test_claims_are_never_spent_after_their_window_ends(storage, ticker):
     limit = parse("1000000 per minute")
     served(counter, limit, 1)
     ticker.now += 59.5
-    served(counter, limit, 1)  # claims 50 with half a second of the window left
+    served(counter, limit, 4)  # claims 1, 2 and 4 with half a second of the window left
+    assert storage.claims == [1, 1, 2, 4]
     ticker.now += 0.6  # a new window, within the lease's second
     served(counter, limit, 1)
-    assert len(storage.claims) == 3
     # The old window's tokens were not spent: the new window counts this request.
     assert storage.claims[-1] == 1 and storage.counts[KEY] == 1
 
