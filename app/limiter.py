@@ -83,8 +83,12 @@ class AdminRateLimit:
         fallback = self._fallback
         if fallback is None:
             return self._shared_counter()
-        if self._monotonic() < self._retry_at:
-            return fallback
+        with self._lock:
+            if self._monotonic() < self._retry_at:
+                return fallback
+            # One thread asks; the others stay on the fallback meanwhile instead
+            # of queueing behind it for a dead Redis' one-second timeout.
+            self._retry_at = self._monotonic() + LAST_RETRY_SECONDS
         if self._shared_reachable():
             with self._lock:
                 self._fallback = None

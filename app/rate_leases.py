@@ -9,8 +9,8 @@ that sees one client often claims several of its window's requests at once
 - A client seen once in a while is counted one request at a time, as without
   leases. Each time a process spends its whole claim within ``LEASE_SECONDS``,
   its next claim for that client doubles: 1, 2, 4 ... up to ``MAX_CLAIM``.
-- A claim is never more than 1% of what the window has left: a limit below 200
-  per window is always counted one by one, exactly.
+- A claim is at most 1% of what the window had left when this process last
+  counted: a limit below 200 per window is always counted one by one, exactly.
 - Claimed requests are spent for at most ``LEASE_SECONDS`` and never after the
   window ends, so no process serves more than the window allows.
 - The price: requests a process claimed but did not spend are counted without
@@ -41,7 +41,8 @@ SWEEP_SECONDS = 10.0
 class _Lease:
     """What this process knows of one key's current window (times are monotonic)."""
 
-    window_ends: float  # when the window ends, or at the latest, if not known
+    window_ends: float  # the earliest the window can end; if not known, when to forget it
+    retry_after_end: float  # the latest it can end: what a refused client is told
     ends_known: bool
     claimed: int  # size of the last claim
     claimed_at: float
@@ -73,29 +74,41 @@ class LeasedWindows:
         # Outside the lock: other threads keep spending while this one waits on storage.
         period = limit.get_expiry()
         count = self.storage.incr(key, period, amount=claim)
+        after = self._monotonic()
         granted = min(claim, limit.amount - (count - claim))
-        if count == claim:  # this claim opened the window: it ends one period from now
-            ends: float | None = now + period
-        elif lease is not None and lease.ends_known:
-            ends = lease.window_ends
+        # The window's end, as the earliest and the latest it can be: tokens are
+        # spent only before the earliest, a refused client waits for the latest.
+        ends: tuple[float, float] | None
+        if count == claim:  # this claim opened the window, between ``now`` and ``after``
+            ends = now + period, after + period
+        elif lease is not None and lease.ends_known and after < lease.window_ends:
+            ends = lease.window_ends, lease.retry_after_end
         elif granted != 1:  # needed, to keep tokens or to say when to retry: ask
-            ends = now + max(0.0, self.storage.get_expiry(key) - time.time())
+            ends = self._ends_from_storage(key, period)
         else:
             ends = None
-        window_ends = ends if ends is not None else now + period
+        window_ends, retry_after_end = ends if ends is not None else (now + period, now + period)
         with self._lock:
             self._sweep(now)
             # Two threads claiming at once: the later one's lease wins and the
             # other's unspent tokens are dropped, which only ever refuses early.
             self._leases[key] = _Lease(
                 window_ends=window_ends,
+                retry_after_end=retry_after_end,
                 ends_known=ends is not None,
                 claimed=claim,
                 claimed_at=now,
                 cap=max(1, min(MAX_CLAIM, (limit.amount - count) // CLAIM_SHARE)),
                 tokens=max(0, granted - 1),
             )
-        return None if granted >= 1 else max(0.0, window_ends - now)
+        return None if granted >= 1 else max(0.0, retry_after_end - after)
+
+    def _ends_from_storage(self, key: str, period: int) -> tuple[float, float]:
+        before = self._monotonic()
+        # Redis gives the time left in whole seconds (TTL, rounded to the nearest):
+        # spend tokens as if a second less were left, tell clients half a second more.
+        left = self.storage.get_expiry(key) - time.time()
+        return before + max(0.0, left - 1.0), self._monotonic() + min(left + 0.5, period)
 
     def _sweep(self, now: float) -> None:
         # Forget ended windows, so one-off client addresses do not pile up.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 
 import pytest
 from limits import parse
@@ -44,11 +45,9 @@ class WindowStorage:
         return self.counts[key]
 
     def get_expiry(self, key: str) -> float:
-        # Like limits' storages: a wall-clock time, from a TTL in whole seconds.
-        import time
-
+        # Like limits' Redis storage: a wall-clock time, from Redis' TTL (whole seconds, rounded).
         self.expiry_asks += 1
-        return time.time() + int(self.ends[key] - self.clock.now)
+        return time.time() + int(self.ends[key] - self.clock.now + 0.5)
 
 
 @pytest.fixture
@@ -152,9 +151,23 @@ def test_a_refusal_in_a_window_opened_elsewhere_asks_storage_when_it_ends(storag
     other, counter = LeasedWindows(storage, monotonic=ticker), LeasedWindows(storage, monotonic=ticker)
     limit = parse("2 per minute")
     served(other, limit, 2)
-    ticker.now += 15
-    assert 44 <= counter.hit(limit, KEY) <= 45
+    ticker.now += 15.6  # 44.4 s left, which Redis reports as 44
+    # Never too early: the TTL's rounding is taken against the client.
+    assert 44.4 <= counter.hit(limit, KEY) <= 46
     assert storage.expiry_asks == 1
+
+
+def test_claims_in_a_window_opened_elsewhere_are_not_spent_past_its_end(storage, ticker):
+    opener, busy = LeasedWindows(storage, monotonic=ticker), LeasedWindows(storage, monotonic=ticker)
+    limit = parse("1000000 per minute")
+    served(opener, limit, 1)
+    ticker.now += 59.45  # 0.55 s left, which Redis reports as 1 s
+    assert served(busy, limit, 8) == 8  # busy: claims more than one, so it asks when the window ends
+    assert storage.expiry_asks >= 1
+    ticker.now += 0.6  # past the window's real end, within the claim's second
+    served(busy, limit, 1)
+    # Not served from the old window's tokens: counted in the new window.
+    assert storage.claims[-1] == 1 and storage.counts[KEY] == 1
 
 
 def test_windows_that_ended_are_forgotten(storage, ticker):

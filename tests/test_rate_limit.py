@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
 import redis
@@ -167,8 +169,33 @@ def test_storage_is_asked_again_after_a_growing_pause_and_used_when_back(flaky, 
         assert rate_limit.breached("10.0.0.3") is None
     assert not rate_limit.on_fallback
     assert "reachable again" in caplog.records[-1].getMessage()
-    # Counted in the shared storage again: three there, whatever the fallback held.
+    # Counted in the shared storage again: the limit of three applies there.
     assert [rate_limit.breached("10.0.0.3") is None for _ in range(3)] == [True, True, False]
+
+
+def test_only_one_thread_asks_a_dead_storage_the_others_stay_on_the_fallback(flaky):
+    rate_limit, storage, ticker = flaky
+    storage.down = True
+    rate_limit.breached("10.0.0.1")
+    ticker.now += 1
+    asking = threading.Event()
+    slow_check = storage.check
+
+    def check():  # a blackholed Redis: the answer takes a while
+        asking.set()
+        time.sleep(0.3)
+        return slow_check()
+
+    storage.check = check
+    first = threading.Thread(target=rate_limit.breached, args=("10.0.0.1",))
+    first.start()
+    assert asking.wait(5)
+    started = time.monotonic()
+    others = [rate_limit.breached("10.0.0.2") for _ in range(5)]
+    assert time.monotonic() - started < 0.2  # not queued behind the first thread's check
+    first.join(5)
+    assert storage.checks == 1  # one look at the dead storage, not six
+    assert [o is None for o in others] == [True, True, True, False, False]  # on the fallback
 
 
 def test_storage_down_at_start_is_connected_to_later_and_no_request_fails(caplog):
