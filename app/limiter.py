@@ -8,9 +8,9 @@ memory), claimed a few requests at a time (app/rate_leases.py). Flask-Limiter,
 which wraps ``limits``, cost about 0.25 ms of CPU per request on the heartbeat
 path (re-resolving and filtering its limit objects every time) for features
 this service does not use, and its storage-fallback message went to a logger
-with no handler. What it did for us is here: one
-shared limit, a 429 JSON with ``Retry-After``, and a fallback to per-process
-counters while the shared storage is unreachable.
+with no handler. What it did for us is here: one shared limit, a 429 JSON with
+``Retry-After``, and a fallback to per-process counters while the shared
+storage is unreachable.
 """
 
 from __future__ import annotations

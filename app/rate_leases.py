@@ -65,8 +65,9 @@ class LeasedWindows:
             lease = self._leases.get(key)
             if lease is not None and now >= lease.window_ends:
                 lease = None
-            # Within a second of its claim: busy, so spend a token or claim more than before.
-            busy = lease is not None and now < min(lease.claimed_at + LEASE_SECONDS, lease.window_ends)
+            # Within a second of its claim (and, as above, of its window): busy,
+            # so spend a token or claim more than before.
+            busy = lease is not None and now < lease.claimed_at + LEASE_SECONDS
             if busy and lease.tokens:
                 lease.tokens -= 1
                 return None

@@ -51,6 +51,16 @@ class FrozenClock:
         self.current += timedelta(seconds=seconds)
 
 
+class Ticker:
+    """A monotonic clock (seconds) that only moves when a test moves ``now``."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def migrate(url: str) -> None:
     """Build a test database the way production does: alembic upgrade head."""
     config = Config(str(ROOT / "alembic.ini"))

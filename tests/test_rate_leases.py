@@ -12,17 +12,10 @@ from limits.storage import storage_from_string
 from app.limiter import REDIS_OPTIONS
 from app.rate_leases import LEASE_SECONDS, MAX_CLAIM, LeasedWindows
 
+from tests.conftest import Ticker
 from tests.gunicorn_support import delete_redis_keys, redis_url  # noqa: F401 - fixture
 
 KEY = "k"
-
-
-class Ticker:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class WindowStorage:

@@ -14,7 +14,7 @@ from limits.storage import MemoryStorage
 
 from app.limiter import AdminRateLimit
 
-from tests.conftest import HEADERS, heartbeat_body, registration
+from tests.conftest import HEADERS, Ticker, heartbeat_body, registration
 
 
 @pytest.fixture
@@ -113,14 +113,6 @@ class FlakyStorage(MemoryStorage):
     def check(self) -> bool:
         self.checks += 1
         return not self.down
-
-
-class Ticker:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
