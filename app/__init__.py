@@ -6,17 +6,19 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import clock as clocks
-from app import cli, db, errors, limiter, liveness
+from app import cli, limiter
 from app.clock import Clock
-from app.daemons.converters import DaemonIdConverter
-from app.daemons.routes import PROBE_KEY
-from app.daemons.routes import bp as daemons_bp
-from app.dashboard.routes import bp as dashboard_bp
-from app.fleet.routes import bp as fleet_bp
-from app.metrics import http as request_metrics
-from app.metrics.routes import bp as metrics_bp
-from app.openapi.document import bp as openapi_bp
-from app.uptime.routes import bp as uptime_bp
+from app.http import errors, request_metrics
+from app.http.converters import DaemonIdConverter
+from app.http.dashboard.routes import bp as dashboard_bp
+from app.http.fleet import bp as fleet_bp
+from app.http.metrics import bp as metrics_bp
+from app.http.openapi.document import bp as openapi_bp
+from app.http.registry import PROBE_KEY
+from app.http.registry import bp as daemons_bp
+from app.http.uptime import bp as uptime_bp
+from app.registry import outage_grace
+from app.store import engine as db
 from config import Settings, settings_from_env
 
 
@@ -30,7 +32,7 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     app.config.update(settings.flask_config())
     app.json.sort_keys = False  # keep the specification's field order
     clocks.install(app, clock)
-    app.extensions[PROBE_KEY] = liveness.Probe()
+    app.extensions[PROBE_KEY] = outage_grace.Probe()
 
     if settings.trusted_proxy_hops:
         # Only ProxyFix reads X-Forwarded-For, and only the configured number of hops.

@@ -6,7 +6,7 @@ import hmac
 
 from flask import Response, current_app, request
 
-from app.errors import error_response
+from app.http.errors import error_response
 
 API_KEY_HEADER = "X-API-Key"
 

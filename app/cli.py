@@ -10,11 +10,10 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from app import watcher
-from app.alerts import outbox, webhooks
+from app.alerts import outbox, watcher, webhooks
 from app.clock import now
-from app.db import database
-from app.timestamps import isoformat_z
+from app.store.engine import database
+from app.store.timestamps import isoformat_z
 from app.uptime import retention
 
 daemons_cli = AppGroup("daemons", help="Manage the daemon registry and its history.")

@@ -28,7 +28,7 @@ from limits.errors import StorageError
 from limits.storage import MemoryStorage, Storage, storage_from_string
 from redis import ConnectionPool, RedisError
 
-from app.errors import error_response
+from app.http.errors import error_response
 from app.rate_leases import LeasedWindows
 
 SCOPE = "admin"

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.timestamps import UTCDateTime
+from app.store.timestamps import UTCDateTime
 
 Status = Literal["healthy", "degraded", "unhealthy"]
 STATUSES: tuple[str, ...] = get_args(Status)

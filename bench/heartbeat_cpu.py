@@ -123,9 +123,9 @@ def main() -> int:
         insert_daemons(db_url, DAEMONS)
 
         from app import create_app
-        from app.daemons import service
-        from app.daemons.schemas import HeartbeatIn, parse_body
-        from app.db import build_engine
+        from app.registry import service
+        from app.registry.schemas import HeartbeatIn, parse_body
+        from app.store.engine import build_engine
         from config import settings_from_env
 
         os.environ["CEILING_DATABASE_URL"] = db_url

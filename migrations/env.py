@@ -7,7 +7,7 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from app.db import build_engine
+from app.store.engine import build_engine
 from app.models import Base
 from config import database_url_from_env
 

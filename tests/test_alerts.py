@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app import watcher
+from app.alerts import watcher
 from app.alerts import outbox
 from app.models import alert_deliveries, daemon_events
 from tests.conftest import HEADERS, heartbeat_body, registration
@@ -233,7 +233,7 @@ def test_delivery_interrupted_midway_is_sent_again(clock, api, tick, receiver, e
     clock.advance(11)
     # A watcher enqueues and leases the delivery, then dies before sending.
     with engine.connect() as conn:
-        from app.daemons import service
+        from app.registry import service
 
         service.record_expiries(conn, now=clock.now())
         outbox.enqueue(conn, watcher.policy(alerting), now=clock.now())

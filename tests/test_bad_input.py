@@ -181,7 +181,7 @@ def test_wrong_method_is_405_json_with_allow(client, method, path, allowed):
 
 
 def test_unexpected_error_is_generic_500_json(app, client, monkeypatch):
-    from app.daemons import service
+    from app.registry import service
 
     def explode(*_args, **_kwargs):
         raise RuntimeError("secret internals")
@@ -194,7 +194,7 @@ def test_unexpected_error_is_generic_500_json(app, client, monkeypatch):
 
 
 def test_a_500_without_a_request_id_gets_one_in_body_header_and_log(app, client, monkeypatch, caplog):
-    from app.daemons import service
+    from app.registry import service
 
     monkeypatch.setattr(service, "health", lambda *_a, **_k: 1 / 0)
     response = client.get("/api/daemon/health", headers=HEADERS)

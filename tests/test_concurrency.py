@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from app import create_app
-from app import watcher as watchers
-from app.daemons import service
-from app.daemons.schemas import HeartbeatIn, RegistrationIn
-from app.db import database
+from app.alerts import watcher as watchers
+from app.registry import service
+from app.registry.schemas import HeartbeatIn, RegistrationIn
+from app.store.engine import database
 from app.models import alert_deliveries, daemon_events, daemons
 from config import Settings
 from tests.conftest import API_KEY, START, heartbeat_body, migrate, registration

@@ -18,7 +18,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import watcher
+from app.alerts import watcher
 from tests.browser_support import (  # noqa: F401 - fixtures
     ARTIFACTS,
     BrowserPage,

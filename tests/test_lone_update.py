@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.exc import DataError, OperationalError
 
-from app.daemons import service
-from app.daemons.schemas import RegistrationIn
-from app.lone_update import LoneUpdate
+from app.registry import service
+from app.registry.schemas import RegistrationIn
+from app.store.backend import LoneUpdate
 from app.models import daemons
 from tests.conftest import START, registration
 

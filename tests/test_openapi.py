@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from werkzeug.serving import make_server
 
-from app.openapi.document import document
+from app.http.openapi.document import document
 from tests.conftest import HEADERS
 
 schema = schemathesis.openapi.from_dict(document())

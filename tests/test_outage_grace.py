@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import select
 
-from app import watcher
+from app.alerts import watcher
 from app.models import service_outages
 from tests.conftest import HEADERS, heartbeat_body, registration
 

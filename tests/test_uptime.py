@@ -204,7 +204,7 @@ def test_uptime_needs_the_key(client):
 
 
 def test_expiry_recorded_by_the_watcher_is_counted_once(clock, make_daemon, engine, uptime, read_health):
-    from app.daemons import service
+    from app.registry import service
 
     make_daemon()
     clock.advance(300)

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Row, and_, select, update
 
 from app.alerts import rules
 from app.alerts.webhooks import Outcome
-from app.dialect import insert_ignoring_conflicts
+from app.store.sql import insert_ignoring_conflicts
 from app.models import alert_deliveries, daemon_events
 
 LEASE = timedelta(seconds=60)

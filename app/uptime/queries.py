@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, MetaData, String, Table, func, literal, or_, select
 
-from app.dialect import greatest, least, seconds_between
+from app.store.sql import greatest, least, seconds_between
 from app.models import STATUSES
-from app.timestamps import UTCDateTime, isoformat_z
+from app.store.timestamps import UTCDateTime, isoformat_z
 from app.uptime.period import Period
 
 # A view made by Alembic, so it lives outside the models' metadata.

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, text
 
-from app.dialect import lone_statement
+from app.store.sql import lone_statement
 
 
 def _iso(column: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, insert, update
 
-from app.daemons.state import daemon_state
+from app.registry.wire import daemon_state
 from app.models import daemon_events
 
 

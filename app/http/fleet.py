@@ -6,9 +6,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from app.auth import require_api_key
 from app.clock import now
-from app.db import connection
-from app.errors import InvalidInput
-from app.fleet import queries
+from app.store.engine import connection
+from app.http.errors import InvalidInput
+from app.registry import fleet as queries
 
 bp = Blueprint("fleet", __name__, url_prefix="/api")
 bp.before_request(require_api_key)

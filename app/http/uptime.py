@@ -6,9 +6,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from app.auth import require_api_key
 from app.clock import now
-from app.db import connection
-from app.errors import error_response
-from app.timestamps import isoformat_z
+from app.store.engine import connection
+from app.http.errors import error_response
+from app.store.timestamps import isoformat_z
 from app.uptime import queries
 from app.uptime.period import Period, parse_period
 

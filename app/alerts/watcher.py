@@ -18,11 +18,11 @@ from datetime import timedelta
 from flask import Flask
 from sqlalchemy.exc import DBAPIError
 
-from app import liveness
+from app.registry import outage_grace
 from app.alerts import outbox, webhooks
 from app.clock import CLOCK_KEY, Clock
-from app.daemons import service
-from app.db import database
+from app.registry import service
+from app.store.engine import database
 
 log = logging.getLogger(__name__)
 SENDERS = 8
@@ -54,7 +54,7 @@ def tick(app: Flask, senders: ThreadPoolExecutor) -> TickReport:
     engine = database(app).engine
     with engine.connect() as conn:
         now = clock.now()
-        report.graced = liveness.observe(conn, now=now, ttl=ttl, create=True)
+        report.graced = outage_grace.observe(conn, now=now, ttl=ttl, create=True)
         if report.graced:
             log.warning("service was unreachable for over %s: %d daemons get grace", ttl, report.graced)
         report.stale = service.record_expiries(conn, now=now)

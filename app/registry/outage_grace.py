@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, insert, select, update
 
-from app.dialect import upsert
+from app.store.sql import upsert
 from app.models import daemons, service_liveness, service_outages
 
 ROW_ID = 1

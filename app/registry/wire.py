@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from app.timestamps import isoformat_z
+from app.store.timestamps import isoformat_z
 
 
 def daemon_state(row: Row[Any]) -> dict[str, Any]:

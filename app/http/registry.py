@@ -8,14 +8,14 @@ from datetime import timedelta
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import UnsupportedMediaType
 
-from app import liveness
+from app.registry import outage_grace
 from app.auth import require_api_key
 from app.clock import now
-from app.daemons import service
-from app.daemons.schemas import Body, HeartbeatIn, RegistrationIn, parse_body
-from app.db import connection
-from app.errors import error_response
-from app.timestamps import isoformat_z
+from app.registry import service
+from app.registry.schemas import Body, HeartbeatIn, RegistrationIn, parse_body
+from app.store.engine import connection
+from app.http.errors import error_response
+from app.store.timestamps import isoformat_z
 
 bp = Blueprint("daemons", __name__, url_prefix="/api/daemon")
 bp.before_request(require_api_key)
@@ -31,7 +31,7 @@ def _note_service_alive() -> None:
     # grace before the request can judge any daemon stale.
     current = now()
     if current_app.extensions[PROBE_KEY].due(current):
-        liveness.observe(connection(), now=current, ttl=_ttl())
+        outage_grace.observe(connection(), now=current, ttl=_ttl())
 
 
 def _ttl() -> timedelta:

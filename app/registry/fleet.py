@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from app.daemons.state import daemon_state
+from app.registry.wire import daemon_state
 from app.models import daemon_events, daemons
-from app.timestamps import isoformat_z
+from app.store.timestamps import isoformat_z
 
 MAX_EVENTS = 500
 

@@ -11,8 +11,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from app.auth import API_KEY_HEADER, key_matches
 from app.clock import now
-from app.db import connection
-from app.errors import error_response
+from app.store.engine import connection
+from app.http.errors import error_response
 from app.metrics.fleet import FleetCollector
 
 bp = Blueprint("metrics", __name__)

@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, select, update
 
-from app.daemons import history, pg_health
-from app.daemons.schemas import HeartbeatIn, RegistrationIn
-from app.daemons.state import daemon_state
-from app.dialect import upsert
-from app.lone_update import LoneUpdate
+from app.registry import health_postgres, history
+from app.registry.schemas import HeartbeatIn, RegistrationIn
+from app.registry.wire import daemon_state
+from app.store.sql import upsert
+from app.store.backend import LoneUpdate
 from app.models import daemons
 
 
@@ -146,7 +146,7 @@ def health(conn: Connection, *, now: datetime) -> str:
     it already gone.
     """
     if conn.dialect.name == "postgresql":
-        return pg_health.health_json(conn, now=now)
+        return health_postgres.health_json(conn, now=now)
     with conn.begin():
         reaped = conn.execute(
             delete(daemons).where(daemons.c.expires_at < now).returning(daemons)

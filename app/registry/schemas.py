@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from app.errors import InvalidInput
+from app.http.errors import InvalidInput
 from app.models import STATUSES, Status
 
 DAEMON_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from werkzeug.routing import BaseConverter
 
-from app.daemons.schemas import DAEMON_ID_PATH_REGEX
+from app.registry.schemas import DAEMON_ID_PATH_REGEX
 
 
 class DaemonIdConverter(BaseConverter):

@@ -9,14 +9,14 @@ from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from app.daemons.schemas import (
+from app.registry.schemas import (
     DAEMON_ID_PATTERN,
     RESERVED_DAEMON_IDS,
     TIMESTAMP_PATTERN,
     HeartbeatIn,
     RegistrationIn,
 )
-from app.openapi import responses as r
+from app.http.openapi import responses as r
 from app.uptime.period import MAX_PERIOD
 
 bp = Blueprint("openapi", __name__)

@@ -1,0 +1,1 @@
+"""HTTP: blueprints, error handlers, and the per-request clock and connection."""

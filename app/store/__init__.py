@@ -1,0 +1,1 @@
+"""Storage infrastructure: the engine, column types, SQL functions and the backend seam."""
