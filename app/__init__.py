@@ -5,10 +5,9 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import clock as clocks
 from app import cli, limiter
 from app.clock import Clock
-from app.http import errors, request_metrics
+from app.http import context, errors, request_metrics
 from app.http.converters import DaemonIdConverter
 from app.http.dashboard.routes import bp as dashboard_bp
 from app.http.fleet import bp as fleet_bp
@@ -18,7 +17,6 @@ from app.http.registry import PROBE_KEY
 from app.http.registry import bp as daemons_bp
 from app.http.uptime import bp as uptime_bp
 from app.registry import outage_grace
-from app.store import engine as db
 from config import Settings, settings_from_env
 
 
@@ -31,7 +29,7 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     app.url_map.merge_slashes = False
     app.config.update(settings.flask_config())
     app.json.sort_keys = False  # keep the specification's field order
-    clocks.install(app, clock)
+    context.init_app(app, settings, clock)
     app.extensions[PROBE_KEY] = outage_grace.Probe()
 
     if settings.trusted_proxy_hops:
@@ -41,7 +39,6 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
 
     errors.init_app(app)
     cli.init_app(app)
-    db.init_app(app)
     limiter.init_app(app, daemons_bp, uptime_bp, fleet_bp)
     request_metrics.init_app(app)
     app.register_blueprint(metrics_bp)

@@ -11,9 +11,8 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from app.alerts import outbox, watcher, webhooks
-from app.clock import now
-from app.store.engine import database
-from app.store.timestamps import isoformat_z
+from app.http.context import clock, database, now, settings
+from app.registry.wire import isoformat_z
 from app.uptime import retention
 
 daemons_cli = AppGroup("daemons", help="Manage the daemon registry and its history.")
@@ -46,7 +45,7 @@ def watch() -> None:
         f"Watching every {current_app.config['WATCH_INTERVAL_SECONDS']} s; "
         f"alerts to {len(urls)} webhook(s): {', '.join(current_app.config['ALERT_EVENTS']) if urls else 'none'}"
     )
-    watcher.run(current_app._get_current_object(), stop)
+    watcher.run(watcher_of(current_app), stop)
     click.echo("Watcher stopped.")
 
 
@@ -108,6 +107,11 @@ def redeliver(delivery_id: int) -> None:
         if not outbox.redeliver(conn, delivery_id, now=now()):
             raise click.ClickException(f"no delivery {delivery_id}")
     click.echo(f"Delivery {delivery_id} queued again.")
+
+
+def watcher_of(app: Flask) -> watcher.Watcher:
+    """The watcher for ``app``'s settings, clock and database."""
+    return watcher.Watcher(settings(app), clock(app), database(app).engine)
 
 
 def init_app(app: Flask) -> None:

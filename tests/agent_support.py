@@ -24,7 +24,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import delete
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from app.store.engine import database
+from app.http.context import database
 from app.models import Base
 from tests.conftest import HEADERS, ROOT
 

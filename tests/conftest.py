@@ -26,7 +26,8 @@ from sqlalchemy import Engine, create_engine, delete, text
 from sqlalchemy.engine import make_url
 
 from app import create_app
-from app.store.engine import Database, build_engine, database
+from app.http.context import database
+from app.store.engine import Database, build_engine
 from app.models import Base, daemon_events, daemons
 from config import Settings
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.alerts import watcher
+from app.cli import watcher_of
 from app.alerts import outbox
 from app.models import alert_deliveries, daemon_events
 from tests.conftest import HEADERS, heartbeat_body, registration
@@ -41,7 +42,7 @@ def api(alerting):
 
 @pytest.fixture
 def tick(alerting, senders):
-    return lambda app=None: watcher.tick(app or alerting, senders)
+    return lambda app=None: watcher.tick(watcher_of(app or alerting), senders)
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def watch(clock, alerting, senders):
             step = min(10.0, seconds)
             clock.advance(step)
             seconds -= step
-            stale += watcher.tick(app or alerting, senders).stale
+            stale += watcher.tick(watcher_of(app or alerting), senders).stale
         return stale
 
     return run
@@ -183,7 +184,7 @@ def test_timeouts_are_retried(app, make_app, clock, receiver, senders, engine, w
     assert delivery.state == "pending"
     assert "timed out" in delivery.last_error
     clock.advance(10)
-    watcher.tick(impatient, senders)
+    watcher.tick(watcher_of(impatient), senders)
     assert _deliveries(engine)[0].state == "delivered"
 
 
@@ -215,7 +216,7 @@ def test_gives_up_after_max_attempts_then_operator_redelivers(app, make_app, clo
     assert f"{delivery.id:>6}  failed" in listing.output and "HTTP 503" in listing.output
     receiver.answer((200, 0))
     assert "queued again" in runner.invoke(args=["daemons", "alerts", "redeliver", str(delivery.id)]).output
-    watcher.tick(stubborn, senders)
+    watcher.tick(watcher_of(stubborn), senders)
     assert _deliveries(engine)[0].state == "delivered"
     assert "delivered" in runner.invoke(args=["daemons", "alerts", "list"]).output
 
@@ -236,7 +237,7 @@ def test_delivery_interrupted_midway_is_sent_again(clock, api, tick, receiver, e
         from app.registry import service
 
         service.record_expiries(conn, now=clock.now())
-        outbox.enqueue(conn, watcher.policy(alerting), now=clock.now())
+        outbox.enqueue(conn, watcher.policy(watcher_of(alerting).settings), now=clock.now())
         assert len(outbox.claim(conn, now=clock.now())) == 1
     tick()
     assert receiver.received == []  # still leased to the dead watcher

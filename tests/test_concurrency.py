@@ -18,9 +18,10 @@ from sqlalchemy import delete, func, select
 
 from app import create_app
 from app.alerts import watcher as watchers
+from app.cli import watcher_of
 from app.registry import service
 from app.registry.schemas import HeartbeatIn, RegistrationIn
-from app.store.engine import database
+from app.http.context import database
 from app.models import alert_deliveries, daemon_events, daemons
 from config import Settings
 from tests.conftest import API_KEY, START, heartbeat_body, migrate, registration
@@ -147,7 +148,7 @@ def test_two_watchers_racing_produce_each_stale_event_and_alert_once(postgres_da
 
                 def tick(app):
                     barrier.wait()
-                    return watchers.tick(app, senders)
+                    return watchers.tick(watcher_of(app), senders)
 
                 with ThreadPoolExecutor(2) as pair:
                     reports += list(pair.map(tick, apps))

@@ -19,6 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.alerts import watcher
+from app.cli import watcher_of
 from tests.browser_support import (  # noqa: F401 - fixtures
     ARTIFACTS,
     BrowserPage,
@@ -59,7 +60,7 @@ def beat(client: FlaskClient, daemon_id: str, **overrides: Any) -> None:
 def watcher_tick(app: Flask) -> list[str]:
     """One pass of the real watcher (no webhooks configured): records stale events, reaps nothing."""
     with ThreadPoolExecutor(1) as senders:
-        return watcher.tick(app, senders).stale
+        return watcher.tick(watcher_of(app), senders).stale
 
 
 def load(tab: BrowserPage, *, key: str | None = API_KEY) -> Any:

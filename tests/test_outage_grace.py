@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from app.alerts import watcher
+from app.cli import watcher_of
 from app.models import service_outages
 from tests.conftest import HEADERS, heartbeat_body, registration
 
@@ -32,7 +33,7 @@ def fleet(alerting, clock, receiver):
     senders = ThreadPoolExecutor(4)
 
     def tick():
-        return watcher.tick(alerting, senders)
+        return watcher.tick(watcher_of(alerting), senders)
 
     def beat(daemon_id):
         body = heartbeat_body(daemonId=daemon_id)
@@ -103,9 +104,9 @@ def test_a_daemon_already_stale_before_the_outage_gets_no_grace(alerting, clock,
         for _ in range(10):  # 100 s of watching: "gone" never beats and goes stale at 60
             clock.advance(10)
             client.post("/api/daemon/heartbeat", json=heartbeat_body(daemonId="alive"), headers=HEADERS)
-            watcher.tick(alerting, senders)
+            watcher.tick(watcher_of(alerting), senders)
         clock.advance(300)
-        report = watcher.tick(alerting, senders)
+        report = watcher.tick(watcher_of(alerting), senders)
     assert report.graced == 1  # only "alive"
     health = client.get("/api/daemon/health", headers=HEADERS).get_json()
     assert [d["daemonId"] for d in health["activeDaemons"]] == ["alive"]
@@ -116,9 +117,9 @@ def test_short_pauses_grant_no_grace(alerting, clock):
     client = alerting.test_client()
     with ThreadPoolExecutor(2) as senders:
         client.post("/api/daemon/register", json=registration(), headers=HEADERS)
-        watcher.tick(alerting, senders)
+        watcher.tick(watcher_of(alerting), senders)
         clock.advance(59)  # a pause shorter than the TTL is no outage
-        watcher.tick(alerting, senders)
+        watcher.tick(watcher_of(alerting), senders)
         clock.advance(2)
-        report = watcher.tick(alerting, senders)
+        report = watcher.tick(watcher_of(alerting), senders)
     assert (report.graced, report.stale) == (0, ["daemon_macmini_1"])

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from app import create_app
-from app.store.engine import database
+from app.http.context import database
 from config import Settings
 from tests.conftest import API_KEY, HEADERS, FrozenClock, heartbeat_body, migrate, registration
 

@@ -9,7 +9,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import StatementError
 
 from app.models import daemon_events
-from app.store.timestamps import isoformat_z
+from app.registry.wire import isoformat_z
 
 
 def test_offsets_are_normalised_and_come_back_as_utc(engine):

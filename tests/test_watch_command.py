@@ -9,7 +9,7 @@ import time
 from sqlalchemy import create_engine, text
 
 from app import create_app
-from app.store.engine import database
+from app.http.context import database
 from config import settings_from_env
 from tests.conftest import registration
 from tests.gunicorn_support import (  # noqa: F401 - fixtures are used by name

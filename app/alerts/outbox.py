@@ -23,8 +23,8 @@ from sqlalchemy import Connection, Row, and_, select, update
 
 from app.alerts import rules
 from app.alerts.webhooks import Outcome
-from app.store.sql import insert_ignoring_conflicts
 from app.models import alert_deliveries, daemon_events
+from app.store.backend import backend
 
 LEASE = timedelta(seconds=60)
 BACKOFF_BASE = timedelta(seconds=5)
@@ -56,7 +56,7 @@ def enqueue(conn: Connection, policy: Policy, *, now: datetime) -> int:
         for event in events:
             kind = _alert_worth_sending(conn, event, policy, now)
             for url in policy.urls if kind else ():
-                created += insert_ignoring_conflicts(
+                created += backend(conn).insert_ignoring_conflicts(
                     conn,
                     alert_deliveries,
                     {

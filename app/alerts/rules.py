@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from app.store.timestamps import isoformat_z
+from app.registry.wire import isoformat_z
 
 
 def alert_type(event: Row[Any], previous: Row[Any] | None) -> str | None:

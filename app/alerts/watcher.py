@@ -13,19 +13,26 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
 
-from flask import Flask
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from app.registry import outage_grace
 from app.alerts import outbox, webhooks
-from app.clock import CLOCK_KEY, Clock
-from app.registry import service
-from app.store.engine import database
+from app.clock import Clock
+from app.registry import expiry, outage_grace, service
+from config import Settings
 
 log = logging.getLogger(__name__)
 SENDERS = 8
+
+
+@dataclass(frozen=True)
+class Watcher:
+    """What a watcher works with: no Flask app, so it runs and tests on its own."""
+
+    settings: Settings
+    clock: Clock
+    engine: Engine
 
 
 @dataclass
@@ -37,22 +44,21 @@ class TickReport:
     delivered: int = 0
 
 
-def policy(app: Flask) -> outbox.Policy:
+def policy(settings: Settings) -> outbox.Policy:
     return outbox.Policy(
-        urls=app.config["ALERT_WEBHOOK_URLS"],
-        alert_types=frozenset(app.config["ALERT_EVENTS"]),
-        max_attempts=app.config["ALERT_MAX_ATTEMPTS"],
+        urls=settings.alert_webhook_urls,
+        alert_types=frozenset(settings.alert_events),
+        max_attempts=settings.alert_max_attempts,
     )
 
 
-def tick(app: Flask, senders: ThreadPoolExecutor) -> TickReport:
+def tick(watcher: Watcher, senders: ThreadPoolExecutor) -> TickReport:
     """One pass of the watcher's work. Database errors propagate to the caller."""
-    clock: Clock = app.extensions[CLOCK_KEY]
-    ttl = timedelta(seconds=app.config["DAEMON_TTL_SECONDS"])
-    rules = policy(app)
+    settings, clock = watcher.settings, watcher.clock
+    ttl = expiry.ttl(settings.daemon_ttl_seconds)
+    rules = policy(settings)
     report = TickReport()
-    engine = database(app).engine
-    with engine.connect() as conn:
+    with watcher.engine.connect() as conn:
         now = clock.now()
         report.graced = outage_grace.observe(conn, now=now, ttl=ttl, create=True)
         if report.graced:
@@ -63,7 +69,7 @@ def tick(app: Flask, senders: ThreadPoolExecutor) -> TickReport:
     if not due:
         return report
     # No database connection is held while waiting on receivers.
-    secret, timeout = app.config["ALERT_WEBHOOK_SECRET"], app.config["ALERT_TIMEOUT_SECONDS"]
+    secret, timeout = settings.alert_webhook_secret, settings.alert_timeout_seconds
     outcomes = list(
         senders.map(
             lambda d: webhooks.post(d.url, d.payload, secret=secret, timeout=timeout),
@@ -73,20 +79,20 @@ def tick(app: Flask, senders: ThreadPoolExecutor) -> TickReport:
     for delivery, outcome in zip(due, outcomes, strict=True):
         level = logging.INFO if outcome.delivered else logging.WARNING
         log.log(level, "alert %s %s to %s: %s", delivery.payload["id"], delivery.alert_type, delivery.url, outcome.detail)
-    with engine.connect() as conn:
+    with watcher.engine.connect() as conn:
         outbox.settle(conn, list(zip(due, outcomes, strict=True)), rules, now=clock.now())
     report.sent = len(due)
     report.delivered = sum(o.delivered for o in outcomes)
     return report
 
 
-def run(app: Flask, stop: threading.Event) -> None:
+def run(watcher: Watcher, stop: threading.Event) -> None:
     """Tick every WATCH_INTERVAL_SECONDS until ``stop`` is set; survive database outages."""
-    interval = app.config["WATCH_INTERVAL_SECONDS"]
+    interval = watcher.settings.watch_interval_seconds
     with ThreadPoolExecutor(SENDERS, thread_name_prefix="alert-sender") as senders:
         while not stop.is_set():
             try:
-                report = tick(app, senders)
+                report = tick(watcher, senders)
                 if report.stale:
                     log.info("stale: %s", ", ".join(report.stale))
             except DBAPIError as exc:

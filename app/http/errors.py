@@ -14,20 +14,13 @@ from flask import Flask, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from app.registry.schemas import InvalidInput
+
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 DATABASE_RETRY_AFTER_SECONDS = 5
-
-
-class InvalidInput(ValueError):
-    """A request whose body or parameters cannot be used; ``message`` is safe to show."""
-
-    def __init__(self, message: str, details: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details or {}
 
 
 def error_response(status: int, message: str, **extra: object) -> Response:

@@ -1,14 +1,13 @@
-"""HTTP for the read-only fleet views."""
+"""HTTP for the read-only fleet views (registry.fleet): /api/daemons, /api/events."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
 from app.auth import require_api_key
-from app.clock import now
-from app.store.engine import connection
-from app.http.errors import InvalidInput
+from app.http.context import connection, now
 from app.registry import fleet as queries
+from app.registry.schemas import InvalidInput
 
 bp = Blueprint("fleet", __name__, url_prefix="/api")
 bp.before_request(require_api_key)

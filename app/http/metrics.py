@@ -10,8 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from app.auth import API_KEY_HEADER, key_matches
-from app.clock import now
-from app.store.engine import connection
+from app.http.context import connection, now
 from app.http.errors import error_response
 from app.metrics.fleet import FleetCollector
 

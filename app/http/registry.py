@@ -8,14 +8,12 @@ from datetime import timedelta
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import UnsupportedMediaType
 
-from app.registry import outage_grace
 from app.auth import require_api_key
-from app.clock import now
-from app.registry import service
-from app.registry.schemas import Body, HeartbeatIn, RegistrationIn, parse_body
-from app.store.engine import connection
+from app.http.context import connection, now, settings
 from app.http.errors import error_response
-from app.store.timestamps import isoformat_z
+from app.registry import expiry, outage_grace, service
+from app.registry.schemas import Body, HeartbeatIn, RegistrationIn, parse_body
+from app.registry.wire import isoformat_z
 
 bp = Blueprint("daemons", __name__, url_prefix="/api/daemon")
 bp.before_request(require_api_key)
@@ -29,13 +27,12 @@ HEARTBEAT_ACCEPTED = json.dumps({"success": True}, separators=(",", ":")).encode
 def _note_service_alive() -> None:
     # About once a second per process; after an outage of our own this grants
     # grace before the request can judge any daemon stale.
-    current = now()
-    if current_app.extensions[PROBE_KEY].due(current):
-        outage_grace.observe(connection(), now=current, ttl=_ttl())
+    if current_app.extensions[PROBE_KEY].due(now()):
+        outage_grace.observe(connection(), now=now(), ttl=_ttl())
 
 
 def _ttl() -> timedelta:
-    return timedelta(seconds=current_app.config["DAEMON_TTL_SECONDS"])
+    return expiry.ttl(settings().daemon_ttl_seconds)
 
 
 def _json_body(model: type[Body]) -> Body:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from app.auth import require_api_key
-from app.clock import now
-from app.store.engine import connection
+from app.http.context import connection, now
 from app.http.errors import error_response
-from app.store.timestamps import isoformat_z
+from app.registry.wire import isoformat_z
 from app.uptime import queries
 from app.uptime.period import Period, parse_period
 

@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Connection, func, select
 
 from app.models import STATUSES, alert_deliveries, daemons
+from app.registry import expiry
 
 
 class FleetCollector(Collector):
@@ -24,8 +25,8 @@ class FleetCollector(Collector):
                 daemons.c.daemon_id,
                 daemons.c.status,
                 daemons.c.last_heartbeat,
-                daemons.c.expires_at,
                 daemons.c.tasks_processed,
+                expiry.live(self.now).label("alive"),
             ).order_by(daemons.c.daemon_id)
         ).all()
         up = GaugeMetricFamily(
@@ -48,7 +49,7 @@ class FleetCollector(Collector):
         )
         counts = {"active": 0, "stale": 0}
         for row in rows:
-            alive = row.expires_at >= self.now
+            alive = row.alive
             counts["active" if alive else "stale"] += 1
             up.add_metric([row.daemon_id], 1.0 if alive else 0.0)
             for name in STATUSES:

@@ -1,4 +1,8 @@
-"""Side-effect-free reads of the registry and its history."""
+"""Side-effect-free reads of the registry and its history: /api/daemons, /api/events.
+
+Unlike GET /api/daemon/health these never reap, so any number of screens can
+watch without taking the specification's once-only stale report from anyone.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,20 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from app.registry.wire import daemon_state
 from app.models import daemon_events, daemons
-from app.store.timestamps import isoformat_z
+from app.registry import expiry
+from app.registry.wire import daemon_state, isoformat_z
 
 MAX_EVENTS = 500
 
 
 def fleet(conn: Connection, *, now: datetime) -> list[dict[str, Any]]:
     """Every daemon row, live or expired-but-unreported, marked ``stale`` accordingly."""
-    rows = conn.execute(select(daemons).order_by(daemons.c.daemon_id)).all()
+    rows = conn.execute(
+        select(daemons, expiry.expired(now).label("stale")).order_by(daemons.c.daemon_id)
+    ).all()
     return [
-        {**daemon_state(row), "expiresAt": isoformat_z(row.expires_at), "stale": row.expires_at < now}
+        {**daemon_state(row), "expiresAt": isoformat_z(row.expires_at), "stale": row.stale}
         for row in rows
     ]
 

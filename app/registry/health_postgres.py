@@ -1,72 +1,45 @@
 """GET /health on Postgres as one statement that also builds the JSON.
 
-Reaping, recording the stale events and rendering both lists happen in a
-single round trip, and the body comes back as text ready to send: with ten
-thousand daemons, building dicts and encoding them in Python would cost more
-than the query itself. The output is the same as ``daemon_state`` renders (the
-contract tests run on both backends and compare field by field).
+Reaping, recording the stale events and rendering both lists happen in one
+round trip, and the body comes back as text ready to send (docs/decisions.md:
+with thousands of daemons, rendering in Python costs more than the query).
+Nothing here is a rule of its own: the expiry test, the 'stale' write and the
+DaemonState fields are rendered from expiry, history and wire.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 
-from app.store.sql import lone_statement
+from app.registry import expiry
+from app.registry.history import stale_events_sql
+from app.registry.wire import daemon_state_sql
+from app.store.backend import backend
+from app.store.sql import postgres_sql
 
-
-def _iso(column: str) -> str:
-    """isoformat_z() in SQL: UTC, 'Z', and milli- or microseconds only when present."""
-    utc = f"({column} AT TIME ZONE 'UTC')"
-    micros = f"(EXTRACT(MICROSECONDS FROM {column})::bigint % 1000000)"
-    return (
-        f"CASE WHEN {column} IS NULL THEN NULL"
-        f" WHEN {micros} = 0 THEN to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-        f" WHEN {micros} % 1000 = 0 THEN to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-        f" ELSE to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') END"
-    )
-
-
-def _state(alias: str) -> str:
-    """The DaemonState object of row ``alias``, fields in the specification's order."""
-    return (
-        "json_build_object("
-        f"'daemonId', {alias}.daemon_id, "
-        f"'version', {alias}.version, "
-        f"'capabilities', {alias}.capabilities, "
-        f"'pollInterval', {alias}.poll_interval, "
-        f"'registeredAt', {_iso(f'{alias}.registered_at')}, "
-        f"'lastHeartbeat', {_iso(f'{alias}.last_heartbeat')}, "
-        f"'status', {alias}.status, "
-        f"'tasksProcessed', {alias}.tasks_processed, "
-        f"'currentTask', {alias}.current_task, "
-        f"'reportedLastHeartbeat', {_iso(f'{alias}.reported_heartbeat_at')})"
-    )
-
+_NOW = bindparam("now")
+_END_OPEN_SPANS, _INSERT_STALE_EVENTS = stale_events_sql("reaped", now=":now")
 
 # The main SELECT sees the table as it was before the CTE's DELETE, so the
-# live list filters on expires_at itself rather than relying on the delete.
+# live list filters on the expiry rule itself rather than relying on the delete.
 HEALTH = text(
     f"""
     WITH reaped AS (
-        DELETE FROM daemons WHERE expires_at < :now RETURNING *
+        DELETE FROM daemons WHERE {postgres_sql(expiry.expired(_NOW))} RETURNING *
     ), ended AS (
-        -- The stale event ends each reaped daemon's open span (history.record's rule).
-        UPDATE daemon_events e SET ended_at = r.expires_at
-        FROM reaped r
-        WHERE e.daemon_id = r.daemon_id AND e.ended_at IS NULL AND r.stale_recorded_at IS NULL
+        {_END_OPEN_SPANS}
     ), recorded AS (
-        INSERT INTO daemon_events (daemon_id, kind, occurred_at, recorded_at, status, state)
-        SELECT r.daemon_id, 'stale', r.expires_at, :now, NULL, ({_state('r')})::jsonb
-        FROM reaped r
-        WHERE r.stale_recorded_at IS NULL
+        {_INSERT_STALE_EVENTS}
     ), active AS (
-        SELECT * FROM daemons WHERE expires_at >= :now
+        SELECT * FROM daemons WHERE {postgres_sql(expiry.live(_NOW))}
     )
     SELECT json_build_object(
-        'activeDaemons', COALESCE((SELECT json_agg({_state('a')} ORDER BY a.daemon_id) FROM active a), '[]'),
-        'stale', COALESCE((SELECT json_agg({_state('r')} ORDER BY r.daemon_id) FROM reaped r), '[]'),
+        'activeDaemons', COALESCE(
+            (SELECT json_agg({daemon_state_sql('a')} ORDER BY a.daemon_id) FROM active a), '[]'),
+        'stale', COALESCE(
+            (SELECT json_agg({daemon_state_sql('reaped')} ORDER BY reaped.daemon_id) FROM reaped), '[]'),
         'totalActive', (SELECT count(*) FROM active)
     )::text
     """
@@ -76,5 +49,5 @@ HEALTH = text(
 def health_json(conn: Connection, *, now: datetime) -> str:
     # One statement, so one transaction of its own: the row locks of its DELETE
     # are what let only one of several racing readers report each daemon.
-    with lone_statement(conn):
+    with backend(conn).lone_statement(conn):
         return conn.execute(HEALTH, {"now": now}).scalar_one()

@@ -4,6 +4,9 @@ A daemon's events form a chain of spans (up with a status, or down with a
 reason). Storing where each span ends (``ended_at``) when the next event is
 written costs one indexed UPDATE per event — events are rare — and spares
 every uptime query a window function over the whole history.
+
+``record_stale`` is the one writer of a daemon's 'stale' event;
+``stale_events_sql`` is the same write for the Postgres /health statement.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, insert, update
 
-from app.registry.wire import daemon_state
-from app.models import daemon_events
+from app.models import daemon_events, daemons
+from app.registry import expiry
+from app.registry.wire import daemon_state, daemon_state_sql
+from app.store.sql import postgres_sql
 
 
 def record(conn: Connection, kind: str, row: Row[Any], *, at: datetime, now: datetime, status: str | None) -> None:
@@ -55,3 +60,29 @@ def record_many(
             for row, moment in zip(rows, at, strict=True)
         ],
     )
+
+
+def record_stale(conn: Connection, rows: list[Row[Any]], *, now: datetime) -> None:
+    """Record that each expired daemon in ``rows`` went down (callers pass only unrecorded ones)."""
+    # Down from the moment the TTL ran out, not from when we noticed.
+    record_many(conn, "stale", rows, at=[row.expires_at for row in rows], now=now, status=None)
+
+
+def stale_events_sql(reaped: str, *, now: str) -> tuple[str, str]:
+    """``record_stale`` in Postgres: two data-modifying CTE bodies over the CTE ``reaped``.
+
+    The first ends each unrecorded daemon's open span, the second inserts its
+    'stale' event; ``now`` is the bound parameter's SQL (e.g. ``:now``).
+    """
+    unrecorded = postgres_sql(expiry.stale_unrecorded(daemons.alias(reaped)))
+    end_open_span = (
+        f"UPDATE daemon_events e SET ended_at = {reaped}.expires_at FROM {reaped}"
+        f" WHERE e.daemon_id = {reaped}.daemon_id AND e.ended_at IS NULL AND {unrecorded}"
+    )
+    insert_event = (
+        "INSERT INTO daemon_events (daemon_id, kind, occurred_at, recorded_at, status, state)"
+        f" SELECT {reaped}.daemon_id, 'stale', {reaped}.expires_at, {now}, NULL,"
+        f" ({daemon_state_sql(reaped)})::jsonb"
+        f" FROM {reaped} WHERE {unrecorded}"
+    )
+    return end_open_span, insert_event

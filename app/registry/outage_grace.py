@@ -8,6 +8,7 @@ wrong. Each daemon that was alive when the lapse began (its own last heartbeat
 within a TTL of it) gets one TTL of grace from now, the way Kubernetes' node
 controller and Healthchecks.io hold back after their own outages.
 
+Grace moves ``expires_at``, so the one expiry rule (expiry.py) covers it.
 The rule is active once a watcher has run (its first tick creates the row):
 without a watcher, a quiet fleet and a dead service look alike.
 """
@@ -19,8 +20,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, insert, select, update
 
-from app.store.sql import upsert
 from app.models import daemons, service_liveness, service_outages
+from app.registry import expiry
+from app.store.backend import backend
 
 ROW_ID = 1
 CHECK_EVERY = timedelta(seconds=1)
@@ -40,7 +42,7 @@ def observe(
         ).scalar()
         if last is None:
             if create:
-                upsert(conn, service_liveness, {"id": ROW_ID, "last_alive_at": now}, key="id")
+                backend(conn).upsert(conn, service_liveness, {"id": ROW_ID, "last_alive_at": now}, key="id")
             return 0
         if last >= now:
             return 0
@@ -56,16 +58,18 @@ def observe(
 
 
 def _grant_grace(conn: Connection, *, lapse_began: datetime, now: datetime, ttl: timedelta) -> int:
+    # Grace is the TTL granted again from now, as if each daemon had just beaten.
+    grace_ends = expiry.expires_at(now, ttl)
     graced = conn.execute(
         update(daemons)
         .where(
-            daemons.c.stale_recorded_at.is_(None),
+            expiry.stale_unrecorded(),
             # Alive by its own heartbeat when we lapsed; earlier grace does not count,
             # so a dead daemon is never carried from one lapse to the next.
-            daemons.c.last_heartbeat >= lapse_began - ttl,
-            daemons.c.expires_at < now + ttl,
+            expiry.heartbeat_within_ttl(lapse_began, ttl),
+            expiry.expired(grace_ends),
         )
-        .values(expires_at=now + ttl)
+        .values(expires_at=grace_ends)
     ).rowcount
     conn.execute(
         insert(service_outages).values(started_at=lapse_began, ended_at=now, daemons_graced=graced)

@@ -21,7 +21,6 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from app.http.errors import InvalidInput
 from app.models import STATUSES, Status
 
 DAEMON_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -45,6 +44,15 @@ TIMESTAMP_PATTERN = (
 )
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 TIMESTAMP_RULE = "must be an ISO-8601 date-time with a time zone, e.g. 2026-01-25T12:00:00Z"
+
+
+class InvalidInput(ValueError):
+    """A request whose body or parameters cannot be used; ``message`` is safe to show."""
+
+    def __init__(self, message: str, details: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
 
 
 def parse_timestamp(value: str) -> datetime:

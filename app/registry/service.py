@@ -1,10 +1,9 @@
 """The registry's rules: register, heartbeat, and the health read that reaps.
 
 Each function takes a connection and the service's ``now`` and owns its
-transaction. A row past its ``expires_at`` (last heartbeat plus the TTL) is
-*expired*: it stands for the specification's KV entry whose TTL ran out, so
-every rule treats it as gone until ``health`` removes it and reports it stale
-once.
+transaction. Which rows are live or expired is expiry's rule; an expired row
+stands for the specification's KV entry whose TTL ran out, so every function
+here treats it as gone until ``health`` removes it and reports it stale once.
 """
 
 from __future__ import annotations
@@ -13,14 +12,13 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
-from app.registry import health_postgres, history
+from app.models import daemons
+from app.registry import expiry, health_postgres, history
 from app.registry.schemas import HeartbeatIn, RegistrationIn
 from app.registry.wire import daemon_state
-from app.store.sql import upsert
-from app.store.backend import LoneUpdate
-from app.models import daemons
+from app.store.backend import LoneUpdate, backend
 
 
 def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timedelta) -> None:
@@ -32,10 +30,12 @@ def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timed
     """
     with conn.begin():
         previous = conn.execute(
-            select(daemons).where(daemons.c.daemon_id == reg.daemon_id).with_for_update()
+            select(daemons, expiry.expired(now).label("expired"))
+            .where(daemons.c.daemon_id == reg.daemon_id)
+            .with_for_update()
         ).first()
-        if previous is not None and previous.expires_at < now and previous.stale_recorded_at is None:
-            _record_stale(conn, [previous], now=now)
+        if previous is not None and previous.expired and previous.stale_recorded_at is None:
+            history.record_stale(conn, [previous], now=now)
         values = {
             "daemon_id": reg.daemon_id,
             "version": reg.version,
@@ -44,14 +44,14 @@ def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timed
             "registered_at": reg.registered_at,
             "session_started_at": now,
             "last_heartbeat": now,
-            "expires_at": now + ttl,
+            "expires_at": expiry.expires_at(now, ttl),
             "reported_heartbeat_at": None,
             "status": "healthy",
             "tasks_processed": 0,
             "current_task": None,
             "stale_recorded_at": None,
         }
-        row = upsert(conn, daemons, values, key="daemon_id")
+        row = backend(conn).upsert(conn, daemons, values, key="daemon_id")
         history.record(conn, "registered", row, at=now, now=now, status="healthy")
 
 
@@ -63,7 +63,7 @@ def _heartbeat_update(*, status_unchanged: bool):
     SQLAlchemy reserves in SET.)
     """
     now = bindparam("now", type_=daemons.c.last_heartbeat.type)
-    where = [daemons.c.daemon_id == bindparam("beat_daemon_id"), daemons.c.expires_at >= now]
+    where = [daemons.c.daemon_id == bindparam("beat_daemon_id"), expiry.live(now)]
     if status_unchanged:
         where.append(daemons.c.status == bindparam("new_status"))
     return (
@@ -93,7 +93,7 @@ def heartbeat(conn: Connection, beat: HeartbeatIn, *, now: datetime, ttl: timede
     params = {
         "beat_daemon_id": beat.daemon_id,
         "now": now,
-        "new_expires_at": now + ttl,
+        "new_expires_at": expiry.expires_at(now, ttl),
         "new_reported_heartbeat_at": beat.last_heartbeat,
         "new_status": beat.status,
         "new_tasks_processed": beat.tasks_processed,
@@ -113,7 +113,7 @@ def heartbeat(conn: Connection, beat: HeartbeatIn, *, now: datetime, ttl: timede
 def get(conn: Connection, daemon_id: str, *, now: datetime) -> dict[str, Any] | None:
     """The current state of one live daemon, or None when unknown or expired."""
     row = conn.execute(
-        select(daemons).where(daemons.c.daemon_id == daemon_id, daemons.c.expires_at >= now)
+        select(daemons).where(daemons.c.daemon_id == daemon_id, expiry.live(now))
     ).first()
     return daemon_state(row) if row is not None else None
 
@@ -128,7 +128,7 @@ def deregister(conn: Connection, daemon_id: str, *, now: datetime) -> bool:
     with conn.begin():
         row = conn.execute(
             delete(daemons)
-            .where(daemons.c.daemon_id == daemon_id, daemons.c.expires_at >= now)
+            .where(daemons.c.daemon_id == daemon_id, expiry.live(now))
             .returning(daemons)
         ).first()
         if row is None:
@@ -145,17 +145,15 @@ def health(conn: Connection, *, now: datetime) -> str:
     only one of them delete (and so report) each expired row; the others see
     it already gone.
     """
-    if conn.dialect.name == "postgresql":
+    if backend(conn).renders_json:
         return health_postgres.health_json(conn, now=now)
     with conn.begin():
-        reaped = conn.execute(
-            delete(daemons).where(daemons.c.expires_at < now).returning(daemons)
-        ).all()
+        reaped = conn.execute(delete(daemons).where(expiry.expired(now)).returning(daemons)).all()
         unrecorded = [row for row in reaped if row.stale_recorded_at is None]
         if unrecorded:
-            _record_stale(conn, unrecorded, now=now)
+            history.record_stale(conn, unrecorded, now=now)
         active = conn.execute(
-            select(daemons).where(daemons.c.expires_at >= now).order_by(daemons.c.daemon_id)
+            select(daemons).where(expiry.live(now)).order_by(daemons.c.daemon_id)
         ).all()
     return json.dumps(
         {
@@ -178,15 +176,10 @@ def record_expiries(conn: Connection, *, now: datetime) -> list[str]:
     with conn.begin():
         newly_expired = conn.execute(
             update(daemons)
-            .where(daemons.c.expires_at < now, daemons.c.stale_recorded_at.is_(None))
+            .where(expiry.expired(now), expiry.stale_unrecorded())
             .values(stale_recorded_at=now)
             .returning(daemons)
         ).all()
         if newly_expired:
-            _record_stale(conn, newly_expired, now=now)
+            history.record_stale(conn, newly_expired, now=now)
     return sorted(row.daemon_id for row in newly_expired)
-
-
-def _record_stale(conn: Connection, rows: list[Row[Any]], *, now: datetime) -> None:
-    # Down from the moment the TTL ran out, not from when we noticed.
-    history.record_many(conn, "stale", rows, at=[row.expires_at for row in rows], now=now, status=None)

@@ -1,40 +1,106 @@
-"""One prebuilt UPDATE, run by itself at driver speed: the heartbeat's hot path.
+"""What differs between databases, chosen once per engine: the one seam for Postgres.
 
-SQLAlchemy's per-call work for a Core statement (execution context, cache
-lookup, parameter and result handling) costs more CPU than the database round
-trip: on the heartbeat, which every daemon sends every ~30 s, it was a quarter
-of the service's CPU per request (bench/heartbeat_cpu.py). On Postgres,
-``LoneUpdate`` compiles its statement once per dialect and runs it in
-autocommit on the psycopg connection under the request's SQLAlchemy
-connection, keeping the parts of SQLAlchemy's handling that matter here:
-values go through the column types' bind processors, a driver error comes out
-as SQLAlchemy's (so the 503 handler knows it), and a lost connection is
-invalidated, never returned to the pool. Other databases run the same Core
-statement in an ordinary transaction.
+Portable code asks ``backend(conn)`` and never checks a dialect name. The
+Postgres backend runs lone statements in autocommit (no BEGIN and COMMIT
+round trips) and a prebuilt UPDATE at driver speed; the portable one gives
+each an ordinary transaction. docs/decisions.md has the measurements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Update
+from sqlalchemy import Connection, Dialect, Row, Table, Update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 _Compiled = tuple[str, dict[str, Callable[[Any], Any]]]
 
 
 class LoneUpdate:
+    """One prebuilt UPDATE, run by itself as its own transaction (the heartbeat's hot path)."""
+
     def __init__(self, statement: Update) -> None:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
 
     def rowcount(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Run the statement with ``params`` as its own transaction; the rows it changed."""
-        if conn.dialect.name != "postgresql":
-            with conn.begin():
-                return conn.execute(self.statement, params).rowcount
-        sql, processors = self._compile(conn.dialect)
+        return backend(conn).run_lone_update(conn, self, params)
+
+    def compiled(self, dialect: Dialect) -> _Compiled:
+        """The SQL and the bind processors of its parameters, compiled once per dialect."""
+        compiled = self._compiled.get(dialect.name)
+        if compiled is None:
+            statement = self.statement.compile(dialect=dialect)
+            processors = {}
+            for name, bind in statement.binds.items():
+                processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                if processor is not None:
+                    processors[name] = processor
+            compiled = self._compiled[dialect.name] = (statement.string, processors)
+        return compiled
+
+
+class Backend:
+    """The portable behaviour: every statement inside an ordinary transaction."""
+
+    #: Whether the database can render the service's JSON bodies itself (json_build_object).
+    renders_json = False
+
+    def __init__(self, dialect_module: Any) -> None:
+        self._dialect_module = dialect_module
+
+    @contextmanager
+    def lone_statement(self, conn: Connection) -> Iterator[None]:
+        """Run one statement that needs no transaction around it."""
+        with conn.begin():
+            yield
+
+    def run_lone_update(self, conn: Connection, update: LoneUpdate, params: Mapping[str, Any]) -> int:
+        with conn.begin():
+            return conn.execute(update.statement, params).rowcount
+
+    def insert_ignoring_conflicts(self, conn: Connection, table: Table, values: dict[str, Any]) -> int:
+        """Insert ``values`` unless a unique constraint already holds such a row; 1 or 0."""
+        insert = self._dialect_module.insert(table)
+        return conn.execute(insert.values(values).on_conflict_do_nothing()).rowcount
+
+    def upsert(self, conn: Connection, table: Table, values: dict[str, Any], *, key: str) -> Row[Any]:
+        """Insert ``values`` or, if a row with the same ``key`` exists, overwrite it; return the row."""
+        stmt = self._dialect_module.insert(table).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[key],
+            set_={name: stmt.excluded[name] for name in values if name != key},
+        )
+        return conn.execute(stmt.returning(table)).one()
+
+
+class PostgresBackend(Backend):
+    """Postgres: lone statements in autocommit, the prebuilt UPDATE on the psycopg connection."""
+
+    renders_json = True
+
+    @contextmanager
+    def lone_statement(self, conn: Connection) -> Iterator[None]:
+        # Its own transaction on the server, which saves the BEGIN and COMMIT round trips.
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            yield
+            conn.commit()  # ends SQLAlchemy's bookkeeping; nothing goes to the server
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+            conn.execution_options(isolation_level=conn.default_isolation_level)
+
+    def run_lone_update(self, conn: Connection, update: LoneUpdate, params: Mapping[str, Any]) -> int:
+        # SQLAlchemy's per-call work costs more CPU than the round trip, so the
+        # compiled SQL goes to the driver directly, keeping what matters of
+        # SQLAlchemy: the column types' bind processors, its error classes (the
+        # 503 handler knows them) and the invalidation of a lost connection.
+        sql, processors = update.compiled(conn.dialect)
         bound = {
             name: processors[name](value) if name in processors else value
             for name, value in params.items()
@@ -60,14 +126,14 @@ class LoneUpdate:
                 sql, bound, exc, errors, connection_invalidated=lost, dialect=conn.dialect
             ) from exc
 
-    def _compile(self, dialect: Dialect) -> _Compiled:
-        compiled = self._compiled.get(dialect.name)
-        if compiled is None:
-            statement = self.statement.compile(dialect=dialect)
-            processors = {}
-            for name, bind in statement.binds.items():
-                processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-                if processor is not None:
-                    processors[name] = processor
-            compiled = self._compiled[dialect.name] = (statement.string, processors)
-        return compiled
+
+# The one table that maps a database to its behaviour.
+_BACKENDS: dict[str, Backend] = {
+    "postgresql": PostgresBackend(postgresql),
+    "sqlite": Backend(sqlite),
+}
+
+
+def backend(conn: Connection) -> Backend:
+    """The behaviour for ``conn``'s database (the same object for every connection of an engine)."""
+    return _BACKENDS[conn.dialect.name]

@@ -1,4 +1,4 @@
-"""One engine per process, one connection per request.
+"""One engine per process, built lazily.
 
 The engine is created on first use, so under gunicorn each worker builds its
 own pool after the fork instead of sharing sockets inherited from the master.
@@ -8,12 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, current_app, g
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-
-EXTENSION_KEY = "daemon_health_db"
-
 
 def build_engine(url: str, *, timeout: int) -> Engine:
     """An engine tuned to fail fast: a dead database must not hang requests."""
@@ -76,27 +72,3 @@ class Database:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
-
-
-def init_app(app: Flask) -> None:
-    app.extensions[EXTENSION_KEY] = Database(
-        app.config["DATABASE_URL"], timeout=app.config["DATABASE_TIMEOUT_SECONDS"]
-    )
-    app.teardown_appcontext(_close_connection)
-
-
-def database(app: Flask | None = None) -> Database:
-    return (app or current_app).extensions[EXTENSION_KEY]
-
-
-def connection() -> Connection:
-    """The request's connection, opened on first use and closed at teardown."""
-    if "db_connection" not in g:
-        g.db_connection = database().engine.connect()
-    return g.db_connection
-
-
-def _close_connection(_exc: BaseException | None) -> None:
-    conn = g.pop("db_connection", None)
-    if conn is not None:
-        conn.close()

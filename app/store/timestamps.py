@@ -1,4 +1,4 @@
-"""Aware-UTC timestamps end to end: the column type and the wire format."""
+"""Aware-UTC timestamps end to end: the column type (the wire format is registry.wire)."""
 
 from __future__ import annotations
 
@@ -35,15 +35,3 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
-
-
-def isoformat_z(value: datetime) -> str:
-    """ISO-8601 in UTC with a ``Z``; milliseconds or microseconds only when present."""
-    value = value.astimezone(UTC)
-    if value.microsecond == 0:
-        timespec = "seconds"
-    elif value.microsecond % 1000 == 0:
-        timespec = "milliseconds"
-    else:
-        timespec = "microseconds"
-    return value.replace(tzinfo=None).isoformat(timespec=timespec) + "Z"

@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.registry.schemas import TIMESTAMP_RULE, parse_timestamp
-from app.http.errors import InvalidInput
+from app.registry.schemas import TIMESTAMP_RULE, InvalidInput, parse_timestamp
 
 _WINDOW = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}

@@ -15,7 +15,8 @@ from sqlalchemy import Column, Connection, MetaData, String, Table, func, litera
 
 from app.store.sql import greatest, least, seconds_between
 from app.models import STATUSES
-from app.store.timestamps import UTCDateTime, isoformat_z
+from app.registry.wire import isoformat_z
+from app.store.timestamps import UTCDateTime
 from app.uptime.period import Period
 
 # A view made by Alembic, so it lives outside the models' metadata.

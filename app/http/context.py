@@ -1,0 +1,61 @@
+"""What a request (or a command) takes from its app: settings, one reading of the clock, a connection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Flask, current_app, g
+from sqlalchemy import Connection
+
+from app.clock import Clock, SystemClock
+from app.store.engine import Database
+from config import Settings
+
+SETTINGS_KEY = "daemon_health_settings"
+CLOCK_KEY = "daemon_health_clock"
+DATABASE_KEY = "daemon_health_db"
+
+
+def init_app(app: Flask, settings: Settings, clock: Clock | None) -> None:
+    app.extensions[SETTINGS_KEY] = settings
+    app.extensions[CLOCK_KEY] = clock or SystemClock()
+    app.extensions[DATABASE_KEY] = Database(settings.database_url, timeout=settings.database_timeout_seconds)
+    # A request inside an app context someone else pushed shares its g: forget its reading.
+    app.before_request_funcs.setdefault(None, []).insert(0, _forget_now)
+    app.teardown_appcontext(_close_connection)
+
+
+def settings(app: Flask | None = None) -> Settings:
+    return (app or current_app).extensions[SETTINGS_KEY]
+
+
+def clock(app: Flask | None = None) -> Clock:
+    return (app or current_app).extensions[CLOCK_KEY]
+
+
+def database(app: Flask | None = None) -> Database:
+    return (app or current_app).extensions[DATABASE_KEY]
+
+
+def now() -> datetime:
+    """The clock, read once per request (or command): every rule it runs sees the same moment."""
+    if "now" not in g:
+        g.now = clock().now()
+    return g.now
+
+
+def _forget_now() -> None:
+    g.pop("now", None)
+
+
+def connection() -> Connection:
+    """The request's connection, opened on first use and closed at teardown."""
+    if "db_connection" not in g:
+        g.db_connection = database().engine.connect()
+    return g.db_connection
+
+
+def _close_connection(_exc: BaseException | None) -> None:
+    conn = g.pop("db_connection", None)
+    if conn is not None:
+        conn.close()
