@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
 
+from app.models import daemon_events, daemons  # noqa: E402
 from app.registry import service  # noqa: E402
 from app.registry.schemas import HeartbeatIn, RegistrationIn  # noqa: E402
 from app.store.engine import build_engine  # noqa: E402
-from app.models import daemon_events, daemons  # noqa: E402
 from app.uptime import queries  # noqa: E402
 from app.uptime.period import Period  # noqa: E402
 from tests.conftest import heartbeat_body, migrate, postgres_admin_url, registration  # noqa: E402

@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,8 +27,8 @@ from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.http.context import database
-from app.store.engine import Database, build_engine
 from app.models import Base, daemon_events, daemons
+from app.store.engine import Database, build_engine
 from config import Settings
 
 API_KEY = "test-admin-key-0123456789"

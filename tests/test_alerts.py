@@ -8,9 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from app.alerts import watcher
+from app.alerts import outbox, watcher
 from app.cli import watcher_of
-from app.alerts import outbox
 from app.models import alert_deliveries, daemon_events
 from tests.conftest import HEADERS, heartbeat_body, registration
 from tests.webhook_receiver import start_receiver, verify_signature

@@ -19,10 +19,10 @@ from sqlalchemy import delete, func, select
 from app import create_app
 from app.alerts import watcher as watchers
 from app.cli import watcher_of
-from app.registry import service
-from app.registry.schemas import HeartbeatIn, RegistrationIn
 from app.http.context import database
 from app.models import alert_deliveries, daemon_events, daemons
+from app.registry import service
+from app.registry.schemas import HeartbeatIn, RegistrationIn
 from config import Settings
 from tests.conftest import API_KEY, START, heartbeat_body, migrate, registration
 from tests.webhook_receiver import start_receiver

@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.exc import DataError, OperationalError
 
+from app.models import daemons
 from app.registry import service
 from app.registry.schemas import RegistrationIn
 from app.store.backend import LoneUpdate
-from app.models import daemons
 from tests.conftest import START, registration
 
 BEAT = LoneUpdate(

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
 
 def build_engine(url: str, *, timeout: int) -> Engine:
     """An engine tuned to fail fast: a dead database must not hang requests."""

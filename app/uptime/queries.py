@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import Column, Connection, MetaData, String, Table, func, literal, or_, select
 
-from app.store.sql import greatest, least, seconds_between
 from app.models import STATUSES
 from app.registry.wire import isoformat_z
+from app.store.sql import greatest, least, seconds_between
 from app.store.timestamps import UTCDateTime
 from app.uptime.period import Period
 

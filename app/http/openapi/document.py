@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from app.http.openapi import responses as r
 from app.registry.schemas import (
     DAEMON_ID_PATTERN,
     RESERVED_DAEMON_IDS,
@@ -16,7 +17,6 @@ from app.registry.schemas import (
     HeartbeatIn,
     RegistrationIn,
 )
-from app.http.openapi import responses as r
 from app.uptime.period import MAX_PERIOD
 
 bp = Blueprint("openapi", __name__)
