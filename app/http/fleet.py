@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from app.auth import require_api_key
 from app.http.context import connection, now
-from app.registry import fleet as queries
+from app.registry import reads
 from app.registry.schemas import InvalidInput
 
 bp = Blueprint("fleet", __name__, url_prefix="/api")
@@ -26,7 +26,7 @@ def _int_param(name: str, default: int, *, minimum: int, maximum: int) -> int:
 
 @bp.get("/daemons")
 def list_daemons() -> Response:
-    daemons = queries.fleet(connection(), now=now())
+    daemons = reads.fleet(connection(), now=now())
     stale = sum(1 for d in daemons if d["stale"])
     return jsonify({"daemons": daemons, "totalActive": len(daemons) - stale, "totalStale": stale})
 
@@ -34,6 +34,6 @@ def list_daemons() -> Response:
 @bp.get("/events")
 def list_events() -> Response:
     after = _int_param("after", 0, minimum=0, maximum=2**63 - 1)
-    limit = _int_param("limit", 100, minimum=1, maximum=queries.MAX_EVENTS)
-    found = queries.events(connection(), after=after, limit=limit)
+    limit = _int_param("limit", 100, minimum=1, maximum=reads.MAX_EVENTS)
+    found = reads.events(connection(), after=after, limit=limit)
     return jsonify({"events": found, "lastId": found[-1]["id"] if found else after})

@@ -1,2 +1,2 @@
-"""Prometheus metrics at /metrics: the fleet (read from the database at scrape
-time) and the service's own requests (shared across gunicorn workers)."""
+"""Prometheus fleet gauges (served at /metrics by app/http/metrics.py with the request metrics
+of app/http/request_metrics.py)."""

@@ -1,1 +1,1 @@
-"""The daemon registry: /api/daemon/*."""
+"""The daemon registry: the TTL rule, the wire format, history and the service (no Flask)."""
