@@ -258,8 +258,8 @@ def read_health(client: FlaskClient):
 
 @pytest.fixture
 def receiver():
-    """A real webhook receiver on 127.0.0.1 (tests/webhook_receiver.py)."""
-    from tests.webhook_receiver import start_receiver
+    """A real webhook receiver on 127.0.0.1 (tests/support/webhook_receiver.py)."""
+    from tests.support.webhook_receiver import start_receiver
 
     receiver = start_receiver()
     yield receiver

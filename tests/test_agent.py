@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.agent_support import (
+from tests.support.agent import (
     AGENT_DIR,
     Reader,
     Recorder,
@@ -32,7 +32,7 @@ from tests.agent_support import (
 )
 from tests.conftest import API_KEY, FrozenClock
 
-from daemon_health_agent import (  # isort: skip - importable once tests.agent_support ran
+from daemon_health_agent import (  # isort: skip - importable once tests.support.agent ran
     Heartbeater,
     NotRegistered,
     RequestRejected,

@@ -12,7 +12,7 @@ from app import watcher
 from app.alerts import outbox
 from app.models import alert_deliveries, daemon_events
 from tests.conftest import HEADERS, heartbeat_body, registration
-from tests.webhook_receiver import start_receiver, verify_signature
+from tests.support.webhook_receiver import start_receiver, verify_signature
 
 SECRET = "webhook-secret-0123456789"
 

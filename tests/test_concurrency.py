@@ -24,7 +24,7 @@ from app.db import database
 from app.models import alert_deliveries, daemon_events, daemons
 from config import Settings
 from tests.conftest import API_KEY, START, heartbeat_body, migrate, registration
-from tests.webhook_receiver import start_receiver
+from tests.support.webhook_receiver import start_receiver
 
 TTL = timedelta(seconds=60)
 READERS = 8

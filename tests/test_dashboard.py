@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import watcher
-from tests.browser_support import (  # noqa: F401 - fixtures
+from tests.support.browser import (  # noqa: F401 - fixtures
     ARTIFACTS,
     BrowserPage,
     browser,

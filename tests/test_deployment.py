@@ -39,7 +39,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import heartbeat_body, registration
-from tests.deploy_support import (
+from tests.support.deployment import (
     KeepAliveClient,
     LoadThreads,
     Nginx,
@@ -52,7 +52,7 @@ from tests.deploy_support import (
     start_instances,
     start_nginx,
 )
-from tests.gunicorn_support import (  # noqa: F401 - fixtures are used by name
+from tests.support.gunicorn_servers import (  # noqa: F401 - fixtures are used by name
     REDIS_URL,
     Gunicorn,
     Reply,

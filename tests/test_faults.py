@@ -25,7 +25,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import heartbeat_body, registration
-from tests.deploy_support import (
+from tests.support.deployment import (
     LoadThreads,
     Outcome,
     limiter_hits,
@@ -34,7 +34,7 @@ from tests.deploy_support import (
     private_redis,
     request,
 )
-from tests.gunicorn_support import (  # noqa: F401 - fixtures are used by name
+from tests.support.gunicorn_servers import (  # noqa: F401 - fixtures are used by name
     Gunicorn,
     Reply,
     concurrently,

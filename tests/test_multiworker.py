@@ -24,7 +24,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import heartbeat_body, registration
-from tests.gunicorn_support import (  # noqa: F401 - fixtures are used by name
+from tests.support.gunicorn_servers import (  # noqa: F401 - fixtures are used by name
     Gunicorn,
     Reply,
     concurrently,

@@ -13,7 +13,7 @@ from app.limiter import REDIS_OPTIONS
 from app.rate_leases import LEASE_SECONDS, MAX_CLAIM, LeasedWindows
 
 from tests.conftest import Ticker
-from tests.gunicorn_support import delete_redis_keys, redis_url  # noqa: F401 - fixture
+from tests.support.gunicorn_servers import delete_redis_keys, redis_url  # noqa: F401 - fixture
 
 KEY = "k"
 

@@ -12,13 +12,13 @@ from app import create_app
 from app.db import database
 from config import settings_from_env
 from tests.conftest import registration
-from tests.gunicorn_support import (  # noqa: F401 - fixtures are used by name
+from tests.support.gunicorn_servers import (  # noqa: F401 - fixtures are used by name
     PROJECT,
     VENV_BIN,
     migrated_postgres_url,
     service_env,
 )
-from tests.webhook_receiver import start_receiver, verify_signature
+from tests.support.webhook_receiver import start_receiver, verify_signature
 
 SECRET = "webhook-secret-0123456789"
 ADMIN_KEY = "watch-admin-key-0123456789"

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import API_KEY
-from tests.gunicorn_support import (
+from tests.support.gunicorn_servers import (
     PROJECT,
     VENV_BIN,
     Gunicorn,
@@ -344,7 +344,7 @@ def start_instances(workdir: Path, env: Mapping[str, str], *, count: int,
 
 def migrate_with_alembic(url: str) -> None:
     """``alembic upgrade head`` in a process of its own, as bin/boot does."""
-    from tests.gunicorn_support import service_env
+    from tests.support.gunicorn_servers import service_env
 
     result = subprocess.run([str(VENV_BIN / "alembic"), "upgrade", "head"], cwd=PROJECT,
                             env=service_env(DATABASE_URL=url), capture_output=True, text=True,
