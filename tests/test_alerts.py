@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from app import watcher
 from app.alerts import outbox
 from app.models import alert_deliveries, daemon_events
-from tests.conftest import HEADERS, heartbeat_body, registration
+from tests.support.api import HEADERS, heartbeat_body, registration
 from tests.support.webhook_receiver import start_receiver, verify_signature
 
 SECRET = "webhook-secret-0123456789"

@@ -23,7 +23,9 @@ from app.daemons.schemas import HeartbeatIn, RegistrationIn
 from app.db import database
 from app.models import alert_deliveries, daemon_events, daemons
 from config import Settings
-from tests.conftest import API_KEY, START, heartbeat_body, migrate, registration
+from tests.support.api import API_KEY, heartbeat_body, registration
+from tests.support.clocks import START
+from tests.support.postgres import migrate
 from tests.support.webhook_receiver import start_receiver
 
 TTL = timedelta(seconds=60)

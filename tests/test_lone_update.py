@@ -12,7 +12,8 @@ from app.daemons import service
 from app.daemons.schemas import RegistrationIn
 from app.lone_update import LoneUpdate
 from app.models import daemons
-from tests.conftest import START, registration
+from tests.support.api import registration
+from tests.support.clocks import START
 
 BEAT = LoneUpdate(
     update(daemons)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from app import watcher
 from app.models import service_outages
-from tests.conftest import HEADERS, heartbeat_body, registration
+from tests.support.api import HEADERS, heartbeat_body, registration
 
 SECRET = "webhook-secret-0123456789"
 
