@@ -193,28 +193,18 @@ def profile(load: Load, servers: list[Gunicorn], duration: float, tag: str) -> N
     for server in servers:
         workers = server.workers()
         worker = workers[0]
-        wall = BENCH / f"profile-{tag}-{server.name}.txt"
-        r = py_spy_record(pyspy, worker, wall, seconds, "raw", True, load, server)
-        print(f"[{server.name}: {r.rps:.1f} req/s while recorded]")
-        print(
-            summarise_profile(
-                wall,
-                f"{server.name}, wall clock (--idle: waits on Postgres/Redis included)",
-                seconds=seconds,
-                requests=r.rps * seconds / len(workers),
-            )
+        recordings = (
+            (BENCH / f"profile-{tag}-{server.name}.txt", True,
+             f"{server.name}, wall clock (--idle: waits on Postgres/Redis included)"),
+            (BENCH / f"profile-{tag}-{server.name}-cpu.txt", False,
+             f"{server.name}, on-CPU only (ms/req here: CPU time)"),
         )
-        cpu = BENCH / f"profile-{tag}-{server.name}-cpu.txt"
-        r = py_spy_record(pyspy, worker, cpu, seconds, "raw", False, load, server)
-        print(f"[{server.name}: {r.rps:.1f} req/s while recorded]")
-        print(
-            summarise_profile(
-                cpu,
-                f"{server.name}, on-CPU only (ms/req here: CPU time)",
-                seconds=seconds,
-                requests=r.rps * seconds / len(workers),
-            )
-        )
+        for path, idle, title in recordings:
+            r = py_spy_record(pyspy, worker, path, seconds, "raw", idle, load, server)
+            print(f"[{server.name}: {r.rps:.1f} req/s while recorded]")
+            print(summarise_profile(path, title, seconds=seconds,
+                                    requests=r.rps * seconds / len(workers)))
+        (wall, _, _), (cpu, _, _) = recordings
         print(f"   collapsed stacks: bench/{wall.name} (wall clock), bench/{cpu.name} (on-CPU)")
         if server.name == "real":
             svg = BENCH / f"profile-{tag}.svg"
