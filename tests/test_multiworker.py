@@ -131,7 +131,7 @@ def test_stale_daemon_reported_once_across_workers(start_gunicorn, migrated_post
         ids = [f"mw-{run}-{n:02d}" for n in range(20)]
         registered = concurrently(
             [lambda d=d: request(server.port, "POST", "/api/daemon/register",
-                              body=registration(daemonId=d), api_key=ADMIN_KEY) for d in ids],
+                                 body=registration(daemonId=d), api_key=ADMIN_KEY) for d in ids],
             threads=4,
         )
         assert [r.status for r in registered] == [201] * len(ids), [r.body for r in registered]
@@ -191,9 +191,9 @@ def test_database_unreachable_gives_fast_503(start_gunicorn):
     )
     calls = [lambda: request(server.port, "GET", HEALTH, api_key=ADMIN_KEY)] * 4 + [
         lambda: request(server.port, "POST", "/api/daemon/heartbeat",
-                     body=heartbeat_body(), api_key=ADMIN_KEY),
+                        body=heartbeat_body(), api_key=ADMIN_KEY),
         lambda: request(server.port, "POST", "/api/daemon/register",
-                     body=registration(), api_key=ADMIN_KEY),
+                        body=registration(), api_key=ADMIN_KEY),
     ]
     for reply in concurrently(calls, threads=2):
         assert reply.status == 503, (reply.status, reply.body, server.output())
