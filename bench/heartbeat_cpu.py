@@ -2,15 +2,10 @@
 
     .venv/bin/python bench/heartbeat_cpu.py [--calls 2000] [--repeats 5]
 
-bench/run.py measures the whole servers under wrk; on a shared, noisy machine
-req/s moves with whatever else runs. CPU time spent by this process per call
-(time.process_time) moves much less, so this script times each layer of the
-real heartbeat on its own, and the whole request through Flask's test client
-for the real app and for bench/ceiling_app.py, against a scratch Postgres
-database (dropped at the end) and the local Redis.
-
-Prints, for each layer, the CPU and wall microseconds per call (median of
---repeats runs of --calls calls each).
+Why: under wrk (bench/run.py) req/s moves with whatever else runs on a shared
+machine; this process's CPU time per call (time.process_time) moves much less.
+Prints CPU and wall microseconds per call of each layer, and the differences;
+bench/README.md lists the layers, docs/decisions.md what they showed.
 """
 
 from __future__ import annotations
@@ -21,11 +16,11 @@ import os
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,16 +29,11 @@ import psycopg
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(BENCH))
 
-from run import (  # noqa: E402
-    DEFAULT_POSTGRES_URL,
-    REDIS_URL,
-    admin_connect,
-    delete_limiter_keys,
-    insert_daemons,
-    with_database,
-)
+from seed import insert_daemons, libpq_url  # noqa: E402
+
+from tests.support.postgres import migrate_with_alembic, scratch_database  # noqa: E402
+from tests.support.redis_store import REDIS_URL, delete_redis_keys  # noqa: E402
 
 DAEMONS = 10_000
 
@@ -98,28 +88,15 @@ def main() -> int:
     # before the app (and so prometheus_client) is imported.
     metrics_dir = tempfile.mkdtemp(prefix="bench-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    admin_url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-    admin = admin_connect(admin_url)
     token = secrets.token_hex(6)
-    db_name = f"bench_{token}"
-    db_url = with_database(admin_url, db_name)
-    sa_url = db_url.replace("postgresql://", "postgresql+psycopg://", 1)
     prefix = f"bench-cpu-{token}"
     key = secrets.token_urlsafe(24)
-    admin.execute(f'CREATE DATABASE "{db_name}"')
-    closers: list[Callable[[], object]] = []
-    try:
-        migrate = subprocess.run(
-            [str(ROOT / ".venv" / "bin" / "alembic"), "upgrade", "head"],
-            check=False,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "DATABASE_URL": sa_url},
-        )
-        if migrate.returncode != 0:
-            raise RuntimeError(f"alembic upgrade head failed:\n{migrate.stderr}")
+    with ExitStack() as stack:
+        stack.callback(delete_redis_keys, REDIS_URL, prefix)
+        sa_url = stack.enter_context(scratch_database("bench"))
+        stack.callback(shutil.rmtree, metrics_dir, ignore_errors=True)
+        db_url = libpq_url(sa_url)
+        migrate_with_alembic(sa_url)
         insert_daemons(db_url, DAEMONS)
 
         from app import create_app
@@ -131,6 +108,8 @@ def main() -> int:
         os.environ["CEILING_DATABASE_URL"] = db_url
         os.environ["CEILING_TTL_SECONDS"] = "86400"
         import ceiling_app
+
+        stack.callback(lambda: ceiling_app._pool is not None and ceiling_app._pool.close())
 
         def real_app(storage: str, *, limiter: bool = True):
             env = {
@@ -153,7 +132,7 @@ def main() -> int:
         layers: list[tuple[str, str, Callable[[int], object]]] = []
 
         raw_conn = psycopg.connect(db_url, autocommit=True)
-        closers.append(raw_conn.close)
+        stack.callback(raw_conn.close)
 
         def raw_update(i: int) -> None:
             b = json.loads(raw_bodies[i % DAEMONS])
@@ -173,7 +152,7 @@ def main() -> int:
         )
 
         engine = build_engine(sa_url, timeout=3)
-        closers.append(engine.dispose)
+        stack.callback(engine.dispose)
 
         def per_request(i: int) -> None:
             with engine.connect() as conn:
@@ -289,15 +268,6 @@ def main() -> int:
         for label, value in summary:
             print(f"  {label:<76} {value:6.0f}")
         return 0
-    finally:
-        for close in closers:
-            close()
-        if "ceiling_app" in sys.modules and sys.modules["ceiling_app"]._pool is not None:
-            sys.modules["ceiling_app"]._pool.close()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        admin.close()
-        delete_limiter_keys(prefix)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,12 @@ import random
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
+from sqlalchemy import func, insert, select, text  # noqa: E402
 
 from app.models import daemon_events, daemons  # noqa: E402
 from app.registry import service  # noqa: E402
@@ -31,7 +30,8 @@ from app.registry.schemas import HeartbeatIn, RegistrationIn  # noqa: E402
 from app.store.engine import build_engine  # noqa: E402
 from app.uptime import queries  # noqa: E402
 from app.uptime.period import Period  # noqa: E402
-from tests.conftest import heartbeat_body, migrate, postgres_admin_url, registration  # noqa: E402
+from tests.support.api import heartbeat_body, registration  # noqa: E402
+from tests.support.postgres import migrate, scratch_database  # noqa: E402
 
 TTL = timedelta(seconds=60)
 
@@ -135,43 +135,36 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true", help="print the query plan too")
     args = parser.parse_args()
 
-    admin = create_engine(postgres_admin_url(), isolation_level="AUTOCOMMIT")
-    name = f"bench_uptime_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = f"{postgres_admin_url().rsplit('/', 1)[0]}/{name}"
     engine = None
-    try:
-        migrate(url)
-        engine = build_engine(url, timeout=30)
-        now = datetime.now(UTC).replace(microsecond=0)
-        started = time.perf_counter()
-        rows = load(engine, args.daemons, args.days, now)
-        print(f"loaded {rows:,} history events for {args.daemons:,} daemons x {args.days} days "
-              f"in {time.perf_counter() - started:.1f} s")
-        period = Period(start=now - timedelta(days=args.days), end=now, now=now)
-        with engine.connect() as conn:
-            fleet = timed(lambda: queries.summaries(conn, period), args.runs)
-            one = timed(lambda: queries.summaries(conn, period, "daemon_00042"), args.runs)
-            intervals = timed(lambda: queries.down_intervals(conn, period, "daemon_00042"), args.runs)
-            summaries = queries.summaries(conn, period)
-        print(f"all-daemons {args.days}-day uptime: median {fleet * 1000:.1f} ms over {args.runs} runs "
-              f"({len(summaries)} daemons; target < 200 ms)")
-        print(f"one daemon {args.days}-day uptime: median {one * 1000:.1f} ms; "
-              f"its down intervals: median {intervals * 1000:.1f} ms")
-        print(f"history rows added by a day of steady heartbeats (2,880 beats): {steady_day_rows(engine, now)}")
-        if args.explain:
+    with scratch_database("bench_uptime") as url:
+        try:
+            migrate(url)
+            engine = build_engine(url, timeout=30)
+            now = datetime.now(UTC).replace(microsecond=0)
+            started = time.perf_counter()
+            rows = load(engine, args.daemons, args.days, now)
+            print(f"loaded {rows:,} history events for {args.daemons:,} daemons x {args.days} days "
+                  f"in {time.perf_counter() - started:.1f} s")
+            period = Period(start=now - timedelta(days=args.days), end=now, now=now)
             with engine.connect() as conn:
-                query = queries.summaries_query(period)
-                compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
-                for (line,) in conn.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {compiled}")):
-                    print(line)
-    finally:
-        if engine is not None:
-            engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+                fleet = timed(lambda: queries.summaries(conn, period), args.runs)
+                one = timed(lambda: queries.summaries(conn, period, "daemon_00042"), args.runs)
+                intervals = timed(lambda: queries.down_intervals(conn, period, "daemon_00042"), args.runs)
+                summaries = queries.summaries(conn, period)
+            print(f"all-daemons {args.days}-day uptime: median {fleet * 1000:.1f} ms over {args.runs} runs "
+                  f"({len(summaries)} daemons; target < 200 ms)")
+            print(f"one daemon {args.days}-day uptime: median {one * 1000:.1f} ms; "
+                  f"its down intervals: median {intervals * 1000:.1f} ms")
+            print(f"history rows added by a day of steady heartbeats (2,880 beats): {steady_day_rows(engine, now)}")
+            if args.explain:
+                with engine.connect() as conn:
+                    query = queries.summaries_query(period)
+                    compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
+                    for (line,) in conn.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {compiled}")):
+                        print(line)
+        finally:
+            if engine is not None:
+                engine.dispose()
 
 
 if __name__ == "__main__":

@@ -20,19 +20,20 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.agent_support import (
+from tests.support.agent import (
     AGENT_DIR,
     Reader,
     Recorder,
-    free_port,
     new_daemon_id,
     serving,
     wait_for,
     wipe,
 )
-from tests.conftest import API_KEY, FrozenClock
+from tests.support.api import API_KEY
+from tests.support.clocks import FrozenClock
+from tests.support.processes import free_port
 
-from daemon_health_agent import (  # isort: skip - importable once tests.agent_support ran
+from daemon_health_agent import (  # isort: skip - importable once tests.support.agent ran
     Heartbeater,
     NotRegistered,
     RequestRejected,

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from app.alerts import outbox, watcher
 from app.cli import watcher_of
 from app.models import alert_deliveries, daemon_events
-from tests.conftest import HEADERS, heartbeat_body, registration
-from tests.webhook_receiver import start_receiver, verify_signature
+from tests.support.api import HEADERS, heartbeat_body, registration
+from tests.support.webhook_receiver import start_receiver, verify_signature
 
 SECRET = "webhook-secret-0123456789"
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from app.auth import key_matches
-from tests.conftest import API_KEY, ROTATED_KEY, heartbeat_body, registration
+from tests.support.api import API_KEY, ROTATED_KEY, heartbeat_body, registration
 
 ENDPOINTS = [
     ("post", "/api/daemon/register", registration()),

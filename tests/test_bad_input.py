@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import HEADERS, heartbeat_body, registration
+from tests.support.api import HEADERS, heartbeat_body, registration
 
 REGISTER = "/api/daemon/register"
 HEARTBEAT = "/api/daemon/heartbeat"

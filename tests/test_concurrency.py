@@ -24,8 +24,10 @@ from app.models import alert_deliveries, daemon_events, daemons
 from app.registry import service
 from app.registry.schemas import HeartbeatIn, RegistrationIn
 from config import Settings
-from tests.conftest import API_KEY, START, heartbeat_body, migrate, registration
-from tests.webhook_receiver import start_receiver
+from tests.support.api import API_KEY, heartbeat_body, registration
+from tests.support.clocks import START
+from tests.support.postgres import migrate
+from tests.support.webhook_receiver import start_receiver
 
 TTL = timedelta(seconds=60)
 READERS = 8

@@ -20,16 +20,9 @@ from flask.testing import FlaskClient
 
 from app.alerts import watcher
 from app.cli import watcher_of
-from tests.browser_support import (  # noqa: F401 - fixtures
-    ARTIFACTS,
-    BrowserPage,
-    browser,
-    contrast_ratio,
-    live_url,
-    open_page,
-    parse_rgb,
-)
-from tests.conftest import API_KEY, HEADERS, FrozenClock, heartbeat_body, registration
+from tests.support.api import API_KEY, HEADERS, heartbeat_body, registration
+from tests.support.browser import ARTIFACTS, BrowserPage, contrast_ratio, parse_rgb
+from tests.support.clocks import FrozenClock
 
 STORAGE_KEY = "daemonHealth.apiKey"
 POLL_MS = 250  # ?poll=: the page polls every 5 s by default

@@ -4,7 +4,7 @@ Two gunicorn instances (``-c gunicorn.conf.py wsgi:app``, two sync workers each,
 TRUSTED_PROXY_HOPS=1) share one Postgres database (made by ``alembic upgrade
 head``) and one Redis limiter, behind a real nginx whose server block is
 deploy/nginx.conf itself: the test reads the shipped file and replaces only the
-listen address and the upstream servers (see deploy_support.render_shipped_server_config),
+listen address and the upstream servers (see tests/support/deployment.py),
 so a change to that file is what gets tested. Two directives are shortened in
 the test's copy, and only where named: client_body_timeout and
 client_header_timeout (10 s shipped, 2 s here) so a stalled client is cut off
@@ -38,9 +38,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import heartbeat_body, registration
-from tests.deploy_support import (
-    KeepAliveClient,
+from tests.support.api import heartbeat_body, registration
+from tests.support.deployment import (
     LoadThreads,
     Nginx,
     Outcome,
@@ -48,20 +47,14 @@ from tests.deploy_support import (
     limiter_addresses,
     limiter_hits,
     nginx_binary,
-    request,
     start_instances,
     start_nginx,
 )
-from tests.gunicorn_support import (  # noqa: F401 - fixtures are used by name
-    REDIS_URL,
-    Gunicorn,
-    Reply,
-    _fail_in_ci_else_skip,
-    concurrently,
-    delete_redis_keys,
-    migrated_postgres_url,
-    service_env,
-)
+from tests.support.gunicorn_servers import Gunicorn
+from tests.support.http_client import KeepAliveClient, Reply, concurrently, request
+from tests.support.processes import service_env
+from tests.support.redis_store import REDIS_URL, delete_redis_keys
+from tests.support.unavailable import skip_or_fail
 
 ADMIN_KEY = "deploy-admin-key-0123456789"
 HEALTH = "/api/daemon/health"
@@ -176,7 +169,7 @@ def shared_redis():
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
         client.close()
-        _fail_in_ci_else_skip(f"Redis not reachable at {REDIS_URL}: {exc}")
+        skip_or_fail(f"Redis not reachable at {REDIS_URL}: {exc}")
     try:
         yield client
     finally:

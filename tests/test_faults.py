@@ -24,25 +24,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import heartbeat_body, registration
-from tests.deploy_support import (
+from tests.support.api import heartbeat_body, registration
+from tests.support.deployment import (
     LoadThreads,
     Outcome,
     limiter_hits,
-    migrate_with_alembic,
     private_postgres_cluster,
     private_redis,
-    request,
 )
-from tests.gunicorn_support import (  # noqa: F401 - fixtures are used by name
-    Gunicorn,
-    Reply,
-    concurrently,
-    key_prefix,
-    migrated_postgres_url,
-    redis_url,
-    start_gunicorn,
-)
+from tests.support.gunicorn_servers import Gunicorn
+from tests.support.http_client import Reply, concurrently, request
+from tests.support.postgres import migrate_with_alembic
 
 ADMIN_KEY = "faults-admin-key-0123456789"
 HEALTH = "/api/daemon/health"

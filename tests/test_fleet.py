@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import HEADERS
+from tests.support.api import HEADERS
 
 
 def _fleet(client):

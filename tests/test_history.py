@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from app.models import daemon_events
-from tests.conftest import HEADERS, START, registration
+from tests.support.api import HEADERS, registration
+from tests.support.clocks import START
 
 
 def _events(engine):

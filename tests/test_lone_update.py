@@ -12,7 +12,8 @@ from app.models import daemons
 from app.registry import service
 from app.registry.schemas import RegistrationIn
 from app.store.backend import LoneUpdate
-from tests.conftest import START, registration
+from tests.support.api import registration
+from tests.support.clocks import START
 
 BEAT = LoneUpdate(
     update(daemons)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import API_KEY, HEADERS
+from tests.support.api import API_KEY, HEADERS
 
 METRICS_KEY = "metrics-key-0123456789abc"
 

@@ -13,7 +13,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from app.models import Base
-from tests.conftest import scratch_postgres_database
+from tests.support.postgres import scratch_database
+from tests.support.unavailable import skip_or_fail_when_unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +24,7 @@ def empty_database(request, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrated.db'}"
     else:
-        with scratch_postgres_database() as url:
+        with skip_or_fail_when_unavailable(), scratch_database() as url:
             yield url
 
 

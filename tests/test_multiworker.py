@@ -23,20 +23,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import heartbeat_body, registration
-from tests.gunicorn_support import (  # noqa: F401 - fixtures are used by name
-    Gunicorn,
-    Reply,
-    concurrently,
-    free_port,
-    http,
-    key_prefix,
-    migrated_postgres_url,
-    redis_url,
-    service_env,
-    spawn_gunicorn,
-    start_gunicorn,
-)
+from tests.support.api import heartbeat_body, registration
+from tests.support.gunicorn_servers import Gunicorn, spawn_gunicorn
+from tests.support.http_client import Reply, concurrently, request
+from tests.support.processes import free_port, service_env
 
 ADMIN_KEY = "mw-admin-key-0123456789"
 HEALTH = "/api/daemon/health"
@@ -69,7 +59,7 @@ def _burst_on_both_workers(
     for attempt in range(ATTEMPTS):
         server = start(f"attempt{attempt}")
         replies = concurrently(
-            [lambda: http(server.port, "GET", HEALTH, api_key=ADMIN_KEY)] * REQUESTS, threads=4
+            [lambda: request(server.port, "GET", HEALTH, api_key=ADMIN_KEY)] * REQUESTS, threads=4
         )
         check(replies)
         if len(server.served_by("GET", HEALTH, count=REQUESTS)) == 2:
@@ -140,8 +130,8 @@ def test_stale_daemon_reported_once_across_workers(start_gunicorn, migrated_post
         run = uuid.uuid4().hex[:8]
         ids = [f"mw-{run}-{n:02d}" for n in range(20)]
         registered = concurrently(
-            [lambda d=d: http(server.port, "POST", "/api/daemon/register",
-                              body=registration(daemonId=d), api_key=ADMIN_KEY) for d in ids],
+            [lambda d=d: request(server.port, "POST", "/api/daemon/register",
+                                 body=registration(daemonId=d), api_key=ADMIN_KEY) for d in ids],
             threads=4,
         )
         assert [r.status for r in registered] == [201] * len(ids), [r.body for r in registered]
@@ -154,7 +144,7 @@ def test_stale_daemon_reported_once_across_workers(start_gunicorn, migrated_post
 
         def read() -> Reply:
             barrier.wait()
-            return http(server.port, "GET", HEALTH, api_key=ADMIN_KEY)
+            return request(server.port, "GET", HEALTH, api_key=ADMIN_KEY)
 
         replies = concurrently([read] * readers, threads=readers)
         assert [r.status for r in replies] == [200] * readers, [r.body for r in replies]
@@ -199,11 +189,11 @@ def test_database_unreachable_gives_fast_503(start_gunicorn):
         RATELIMIT_STORAGE_URI="memory://",
         RATELIMIT_KEY_PREFIX=f"mw-test-{uuid.uuid4().hex}",
     )
-    calls = [lambda: http(server.port, "GET", HEALTH, api_key=ADMIN_KEY)] * 4 + [
-        lambda: http(server.port, "POST", "/api/daemon/heartbeat",
-                     body=heartbeat_body(), api_key=ADMIN_KEY),
-        lambda: http(server.port, "POST", "/api/daemon/register",
-                     body=registration(), api_key=ADMIN_KEY),
+    calls = [lambda: request(server.port, "GET", HEALTH, api_key=ADMIN_KEY)] * 4 + [
+        lambda: request(server.port, "POST", "/api/daemon/heartbeat",
+                        body=heartbeat_body(), api_key=ADMIN_KEY),
+        lambda: request(server.port, "POST", "/api/daemon/register",
+                        body=registration(), api_key=ADMIN_KEY),
     ]
     for reply in concurrently(calls, threads=2):
         assert reply.status == 503, (reply.status, reply.body, server.output())
@@ -245,7 +235,7 @@ def test_request_metrics_add_up_across_workers(start_gunicorn, migrated_postgres
     )
 
     def health_count() -> float:
-        reply = http(server.port, "GET", "/metrics", api_key=ADMIN_KEY)
+        reply = request(server.port, "GET", "/metrics", api_key=ADMIN_KEY)
         assert reply.status == 200, reply.body[:300]
         for family in text_string_to_metric_families(reply.body.decode()):
             for sample in family.samples:
@@ -256,7 +246,7 @@ def test_request_metrics_add_up_across_workers(start_gunicorn, migrated_postgres
         return 0.0
 
     mark = server.log_mark()
-    replies = concurrently([lambda: http(server.port, "GET", HEALTH, api_key=ADMIN_KEY)] * REQUESTS, threads=4)
+    replies = concurrently([lambda: request(server.port, "GET", HEALTH, api_key=ADMIN_KEY)] * REQUESTS, threads=4)
     assert {r.status for r in replies} == {200}
     workers = server.served_by("GET", HEALTH, count=REQUESTS, since=mark)
     # Whichever worker answers each scrape, the count is the sum over all workers.

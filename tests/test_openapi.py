@@ -12,7 +12,7 @@ from schemathesis import GenerationMode
 from werkzeug.serving import make_server
 
 from app.http.openapi.document import document
-from tests.conftest import HEADERS
+from tests.support.api import HEADERS
 
 schema = schemathesis.openapi.from_dict(document())
 # Schema-valid requests only: schemathesis's negative mode counts any query

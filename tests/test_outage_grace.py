@@ -16,7 +16,7 @@ from sqlalchemy import select
 from app.alerts import watcher
 from app.cli import watcher_of
 from app.models import service_outages
-from tests.conftest import HEADERS, heartbeat_body, registration
+from tests.support.api import HEADERS, heartbeat_body, registration
 
 SECRET = "webhook-secret-0123456789"
 

@@ -12,8 +12,8 @@ from limits.storage import storage_from_string
 from app.limiter import REDIS_OPTIONS
 from app.rate_leases import LEASE_SECONDS, MAX_CLAIM, LeasedWindows
 
-from tests.conftest import Ticker
-from tests.gunicorn_support import delete_redis_keys, redis_url  # noqa: F401 - fixture
+from tests.support.clocks import Ticker
+from tests.support.redis_store import delete_redis_keys
 
 KEY = "k"
 
@@ -173,7 +173,7 @@ def test_windows_that_ended_are_forgotten(storage, ticker):
     assert list(counter._leases) == ["one-more"]
 
 
-def test_redis_is_shared_and_exact_near_the_limit(redis_url):  # noqa: F811 - fixture
+def test_redis_is_shared_and_exact_near_the_limit(redis_url):
     marker = f"leases-{secrets.token_hex(4)}"
     processes = [
         LeasedWindows(storage_from_string(redis_url, wrap_exceptions=True, **REDIS_OPTIONS))

@@ -14,7 +14,8 @@ from limits.storage import MemoryStorage
 
 from app.limiter import AdminRateLimit
 
-from tests.conftest import HEADERS, Ticker, heartbeat_body, registration
+from tests.support.api import HEADERS, heartbeat_body, registration
+from tests.support.clocks import Ticker
 
 
 @pytest.fixture

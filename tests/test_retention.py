@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.models import daemon_events
-from tests.conftest import HEADERS, heartbeat_body, registration
+from tests.support.api import HEADERS, heartbeat_body, registration
 
 
 def _kinds(engine):

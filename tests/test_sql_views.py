@@ -16,7 +16,9 @@ from sqlalchemy import create_engine, text
 from app import create_app
 from app.http.context import database
 from config import Settings
-from tests.conftest import API_KEY, HEADERS, FrozenClock, heartbeat_body, migrate, registration
+from tests.support.api import API_KEY, HEADERS, heartbeat_body, registration
+from tests.support.clocks import FrozenClock
+from tests.support.postgres import migrate
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # Hours ago, so that every span is over before the database's now().

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from app.models import daemons
-from tests.conftest import HEADERS, registration
+from tests.support.api import HEADERS, registration
 
 
 def test_daemon_just_under_ttl_is_active(clock, make_daemon, beat, read_health):

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from tests.conftest import HEADERS, START
+from tests.support.api import HEADERS
+from tests.support.clocks import START
 
 
 def iso(seconds: float) -> str:

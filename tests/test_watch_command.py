@@ -11,14 +11,10 @@ from sqlalchemy import create_engine, text
 from app import create_app
 from app.http.context import database
 from config import settings_from_env
-from tests.conftest import registration
-from tests.gunicorn_support import (  # noqa: F401 - fixtures are used by name
-    PROJECT,
-    VENV_BIN,
-    migrated_postgres_url,
-    service_env,
-)
-from tests.webhook_receiver import start_receiver, verify_signature
+from tests.support.api import registration
+from tests.support.paths import ROOT, VENV_BIN
+from tests.support.processes import service_env
+from tests.support.webhook_receiver import start_receiver, verify_signature
 
 SECRET = "webhook-secret-0123456789"
 ADMIN_KEY = "watch-admin-key-0123456789"
@@ -39,7 +35,7 @@ def test_watch_command_alerts_on_expiry_and_stops_on_sigterm(migrated_postgres_u
     log = open(tmp_path / "watch.log", "wb")  # noqa: SIM115
     watcher = subprocess.Popen(
         [str(VENV_BIN / "flask"), "--app", "wsgi", "daemons", "watch"],
-        cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     app = None
     try:

@@ -8,19 +8,17 @@ any request the page makes elsewhere is refused and reported.
 
 from __future__ import annotations
 
-import os
 import shutil
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import WSGIRequestHandler, make_server
 
-from tests.conftest import ROOT
+from tests.support.live_server import serving
+from tests.support.paths import ROOT
+from tests.support.unavailable import skip_or_fail
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -44,20 +42,14 @@ document.addEventListener("securitypolicyviolation",
 """
 
 
-def _missing(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _missing("playwright is not installed (pip install playwright; never `playwright install`)")
+        skip_or_fail("playwright is not installed (pip install playwright; never `playwright install`)")
     if shutil.which(CHROMIUM) is None:
-        _missing(f"{CHROMIUM} not found (apt-get install chromium)")
+        skip_or_fail(f"{CHROMIUM} not found (apt-get install chromium)")
     from playwright.sync_api import expect
 
     expect.set_options(timeout=TIMEOUT_MS)
@@ -67,27 +59,6 @@ def browser() -> Iterator[Any]:
             yield launched
         finally:
             launched.close()
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access-log line per poll (the page polls several times a second in tests)."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
-@contextmanager
-def serving(app: Flask) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 on a free port (the OS picks it) until the block ends."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name="dashboard-test-server", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
 
 
 @pytest.fixture

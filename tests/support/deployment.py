@@ -1,6 +1,6 @@
 """Real deployment parts for end-to-end tests: nginx from deploy/nginx.conf, pairs of
-gunicorn instances, a private Postgres cluster, a private redis-server, and a client
-that can speak from any loopback address.
+gunicorn instances, a private Postgres cluster, a private redis-server, and threads
+that keep load on them (the client is tests/support/http_client.py).
 
 Everything listens on and talks to 127.0.0.1 (or another 127.0.0.0/8 address) only;
 every wait has a deadline; every process is started by us, in a session of its
@@ -9,14 +9,11 @@ own, and stopped by its own pid.
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -27,114 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import API_KEY
-from tests.gunicorn_support import (
-    PROJECT,
-    VENV_BIN,
-    Gunicorn,
-    Reply,
-    _fail_in_ci_else_skip,
-    free_port,
-    spawn_gunicorn,
-    wait_until_serving,
-)
+from tests.support.gunicorn_servers import Gunicorn, spawn_gunicorn, wait_until_serving
+from tests.support.http_client import Reply
+from tests.support.paths import ROOT
+from tests.support.processes import free_port, stop_process, wait_for_port
+from tests.support.unavailable import skip_or_fail
 
-SHIPPED_NGINX_CONF = PROJECT / "deploy" / "nginx.conf"
+SHIPPED_NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 READY_DEADLINE_SECONDS = 15.0
-STOP_DEADLINE_SECONDS = 25.0
-
-# ------------------------------------------------------------------------ client
-
-
-def request(
-    port: int,
-    method: str,
-    path: str,
-    *,
-    body: Any = None,
-    raw_body: bytes | None = None,
-    api_key: str | None = API_KEY,
-    headers: Mapping[str, str] | None = None,
-    source: str = "127.0.0.1",
-    timeout: float = 10.0,
-) -> Reply:
-    """One request on a connection of its own, sent from loopback address ``source``.
-
-    The whole 127.0.0.0/8 range is local on Linux, so binding the client socket
-    to 127.0.0.2 makes the server (nginx, gunicorn) see a second client host.
-    """
-    sent = {"Connection": "close"}
-    if api_key is not None:
-        sent["X-API-Key"] = api_key
-    data = raw_body
-    if body is not None:
-        data = json.dumps(body).encode()
-        sent["Content-Type"] = "application/json"
-    sent.update(headers or {})
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
-                                      source_address=(source, 0))
-    started = time.monotonic()
-    try:
-        conn.request(method, path, body=data, headers=sent)
-        response = conn.getresponse()
-        payload = response.read()
-        return Reply(response.status, dict(response.headers), payload,
-                     time.monotonic() - started)
-    finally:
-        conn.close()
-
-
-class KeepAliveClient:
-    """A persistent HTTP/1.1 connection (nginx keeps client connections open)."""
-
-    def __init__(self, port: int, *, source: str = "127.0.0.1", timeout: float = 10.0) -> None:
-        self.port, self.source, self.timeout = port, source, timeout
-        self._conn: http.client.HTTPConnection | None = None
-
-    def send(self, method: str, path: str, *, body: Any = None,
-             api_key: str | None = API_KEY) -> Reply:
-        if self._conn is None:
-            self._conn = http.client.HTTPConnection(
-                "127.0.0.1", self.port, timeout=self.timeout, source_address=(self.source, 0))
-        headers = {}
-        if api_key is not None:
-            headers["X-API-Key"] = api_key
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        started = time.monotonic()
-        try:
-            self._conn.request(method, path, body=data, headers=headers)
-            response = self._conn.getresponse()
-            payload = response.read()
-            if response.will_close:
-                self.close()
-        except BaseException:
-            self.close()
-            raise
-        return Reply(response.status, dict(response.headers), payload, time.monotonic() - started)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-def wait_for_port(port: int, *, deadline_seconds: float, alive: Any = None) -> None:
-    """Until something accepts TCP connections on 127.0.0.1:``port`` (bounded)."""
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
-        if alive is not None and not alive():
-            raise RuntimeError(f"process exited before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listened on 127.0.0.1:{port} within {deadline_seconds}s")
 
 
 def established_to(port: int) -> int:
@@ -149,19 +48,6 @@ def established_to(port: int) -> int:
     return count
 
 
-def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM,
-                 *, deadline: float = STOP_DEADLINE_SECONDS) -> int:
-    """Signal our own process by pid and wait; SIGKILL its own session if it will not stop."""
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=deadline)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # start_new_session: only it and its children
-            process.wait(timeout=10)
-    return process.returncode
-
-
 # ------------------------------------------------------------------------- nginx
 
 
@@ -170,7 +56,7 @@ def nginx_binary() -> str:
     for candidate in (shutil.which("nginx"), *NGINX_CANDIDATES):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    _fail_in_ci_else_skip("nginx is not installed (apt-get install -y nginx)")
+    skip_or_fail("nginx is not installed (apt-get install -y nginx)")
     raise AssertionError("unreachable")
 
 
@@ -342,16 +228,6 @@ def start_instances(workdir: Path, env: Mapping[str, str], *, count: int,
         raise
 
 
-def migrate_with_alembic(url: str) -> None:
-    """``alembic upgrade head`` in a process of its own, as bin/boot does."""
-    from tests.gunicorn_support import service_env
-
-    result = subprocess.run([str(VENV_BIN / "alembic"), "upgrade", "head"], cwd=PROJECT,
-                            env=service_env(DATABASE_URL=url), capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == 0, f"alembic upgrade head failed:\n{result.stderr}"
-
-
 # ---------------------------------------------------------- private Postgres
 
 
@@ -442,14 +318,14 @@ def _alive(pid: int) -> bool:
 def private_postgres_cluster() -> Iterator[PrivateCluster]:
     """initdb + start a throwaway cluster on a free port; always stopped and removed."""
     if not (PG_BIN / "initdb").exists():
-        _fail_in_ci_else_skip(f"{PG_BIN / 'initdb'} not found (apt-get install -y postgresql-15)")
+        skip_or_fail(f"{PG_BIN / 'initdb'} not found (apt-get install -y postgresql-15)")
     run_as = None
     if os.geteuid() == 0:
         # initdb refuses to run as root; the Debian package's "postgres" user will do.
         try:
             pwd.getpwnam("postgres")
         except KeyError:
-            _fail_in_ci_else_skip("running as root and there is no 'postgres' user for initdb")
+            skip_or_fail("running as root and there is no 'postgres' user for initdb")
         run_as = "postgres"
     # Not under pytest's tmp dir: as root that is 0700, and the cluster's user must reach it.
     root = Path(tempfile.mkdtemp(prefix="daemon-health-pg-"))
@@ -527,7 +403,7 @@ class PrivateRedis:
 def private_redis(workdir: Path) -> Iterator[PrivateRedis]:
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not os.access(binary, os.X_OK):
-        _fail_in_ci_else_skip("redis-server not installed (apt-get install -y redis-server)")
+        skip_or_fail("redis-server not installed (apt-get install -y redis-server)")
     workdir.mkdir(parents=True, exist_ok=True)
     server = PrivateRedis(free_port(), workdir)
     try:

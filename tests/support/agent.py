@@ -9,9 +9,7 @@ just what it left behind.
 
 from __future__ import annotations
 
-import socket
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,12 +19,12 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import delete
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from app.http.context import database
-from app.models import Base
-from tests.conftest import HEADERS, ROOT
+from tests.support import live_server
+from tests.support.api import HEADERS
+from tests.support.app_fixtures import wipe_tables
+from tests.support.paths import ROOT
 
 AGENT_DIR = ROOT / "agent"
 if str(AGENT_DIR) not in sys.path:
@@ -67,40 +65,16 @@ class Recorder:
         return [c for c in list(self.calls) if c.path.endswith(path_suffix)]
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        pass
-
-
 @contextmanager
 def serving(app: Flask, port: int = 0) -> Iterator[tuple[str, Recorder]]:
-    """Serve ``app`` on 127.0.0.1 (a free port unless given) until the block ends."""
+    """Serve ``app`` on 127.0.0.1 (a free port unless given), recording every request."""
     recorder = Recorder(app)
-    server = make_server("127.0.0.1", port, recorder, threaded=True, request_handler=_QuietHandler)
-    # Polling for shutdown every 50 ms (not 500) keeps each test's teardown short.
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="agent-test", daemon=True
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", recorder
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        server.server_close()
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    with live_server.serving(recorder, port) as url:
+        yield url, recorder
 
 
 def wipe(app: Flask) -> Flask:
-    with database(app).engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(delete(table))
+    wipe_tables(database(app).engine)
     return app
 
 
