@@ -47,19 +47,32 @@ def _state(alias: str) -> str:
 
 # The main SELECT sees the table as it was before the CTE's DELETE, so the
 # live list filters on expires_at itself rather than relying on the delete.
+#
+# The whole statement reads one snapshot, taken before the DELETE waits for any
+# row lock. A daemon whose row changed after that snapshot (a heartbeat, a
+# registration, the watcher's stale record) may have history this statement
+# cannot see, so it is left for the next reader: the ctid of a changed row is
+# not the one the snapshot saw. Every writer of a daemon's events changes its
+# row, so for each row deleted here the snapshot's history is the latest.
 HEALTH = text(
     f"""
     WITH reaped AS (
-        DELETE FROM daemons WHERE expires_at < :now RETURNING *
+        DELETE FROM daemons
+        WHERE expires_at < :now
+          AND ctid = ANY(ARRAY(SELECT ctid FROM daemons WHERE expires_at < :now))
+        RETURNING *
     ), ended AS (
-        -- The stale event ends each reaped daemon's open span (history.record's rule).
-        UPDATE daemon_events e SET ended_at = r.expires_at
+        -- The stale event ends each reaped daemon's open span: history.span_start's
+        -- rule, never before that span began.
+        UPDATE daemon_events e SET ended_at = GREATEST(r.expires_at, e.occurred_at)
         FROM reaped r
         WHERE e.daemon_id = r.daemon_id AND e.ended_at IS NULL AND r.stale_recorded_at IS NULL
+        RETURNING e.daemon_id, e.ended_at
     ), recorded AS (
         INSERT INTO daemon_events (daemon_id, kind, occurred_at, recorded_at, status, state)
-        SELECT r.daemon_id, 'stale', r.expires_at, :now, NULL, ({_state('r')})::jsonb
+        SELECT r.daemon_id, 'stale', COALESCE(x.ended_at, r.expires_at), :now, NULL, ({_state('r')})::jsonb
         FROM reaped r
+        LEFT JOIN ended x ON x.daemon_id = r.daemon_id
         WHERE r.stale_recorded_at IS NULL
     ), active AS (
         SELECT * FROM daemons WHERE expires_at >= :now
