@@ -39,8 +39,9 @@ def _clipped_spans(period: Period):
     # Typed, so SQLite's text comes back as aware datetimes too.
     start = greatest(t.c.started_at, low, type_=UTCDateTime())
     end = least(func.coalesce(t.c.ended_at, high), high, type_=UTCDateTime())
-    # A zero-length span (a racing writer's event clamped onto the one before it,
-    # history.span_start) is no time at all: neither an interval nor an incident.
+    # A span that does not run forwards is no time at all, neither an interval nor
+    # an incident: zero-length when a racing writer's event was clamped onto the
+    # one before it (history.span_start), negative when written before that rule.
     overlaps = (t.c.started_at < high) & or_(
         t.c.ended_at.is_(None), (t.c.ended_at > low) & (t.c.ended_at > t.c.started_at)
     )
