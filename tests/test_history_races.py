@@ -12,24 +12,30 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, select
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from app.daemons import service
 from app.daemons.schemas import HeartbeatIn, RegistrationIn
 from app.models import STATUSES, daemon_events, daemons
 from app.uptime.period import Period
 from app.uptime.queries import down_intervals
-from tests.conftest import START, heartbeat_body, registration
+from tests.conftest import ROOT, START, heartbeat_body, registration, scratch_postgres_database
 
 DAEMON = "racer"
-TTL = timedelta(seconds=1)
+TTL = timedelta(milliseconds=300)
 THREADS = 8
 ROUNDS = 150
-# Requests of one round read the clock up to this far apart, then race for the lock.
+# Requests of one round read the clock up to this far apart, then race for the
+# lock: more than the TTL, so a waiting heartbeat can extend a row that a /health
+# statement which began before it commits still finds expired.
 SKEW_MS = 400
 # Between rounds time moves a little (the daemon stays up) or past the TTL (it expires).
 STEPS_MS = (100, 300, 900, 1400)
@@ -163,3 +169,48 @@ def test_same_daemon_races_leave_a_chain_of_spans(pg_engine):
         assert not problems, f"seed {seed}, {len(problems)} problems: {problems[:6]}"
         _assert_history_matches_registry(pg_engine, spans)
         _assert_down_intervals_run_forwards(pg_engine, end)
+
+
+def _event(daemon_id: str, kind: str, seconds: int) -> dict:
+    at = START + timedelta(seconds=seconds)
+    return {"daemon_id": daemon_id, "kind": kind, "occurred_at": at, "recorded_at": at, "status": None}
+
+
+def test_the_database_refuses_a_second_open_event(pg_engine):
+    with pg_engine.begin() as conn:
+        conn.execute(insert(daemon_events), [_event(DAEMON, "registered", 0)])
+    with pytest.raises(IntegrityError), pg_engine.begin() as conn:
+        conn.execute(insert(daemon_events), [_event(DAEMON, "stale", 1)])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrated.db'}"
+    else:
+        with scratch_postgres_database() as url:
+            yield url
+
+
+def test_upgrade_closes_every_open_event_but_the_latest(empty_database):
+    # Left by racing writers before 0008: three open events, out of insertion order.
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", empty_database)
+    command.upgrade(config, "0004")
+    engine = create_engine(empty_database)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(daemon_events),
+            [_event(DAEMON, "registered", 0), _event(DAEMON, "status_changed", 5), _event(DAEMON, "stale", 3)],
+        )
+    command.upgrade(config, "0008")
+    with engine.connect() as conn:
+        spans = conn.execute(
+            select(daemon_events.c.kind, daemon_events.c.ended_at).order_by(daemon_events.c.occurred_at)
+        ).all()
+    engine.dispose()
+    assert [tuple(span) for span in spans] == [
+        ("registered", START + timedelta(seconds=3)),
+        ("stale", START + timedelta(seconds=5)),
+        ("status_changed", None),
+    ]
