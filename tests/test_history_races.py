@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, insert, select
+from sqlalchemy import Connection, Engine, create_engine, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from app.daemons import service
@@ -155,6 +155,13 @@ def _assert_down_intervals_run_forwards(engine: Engine, end: datetime) -> None:
     assert not backwards, f"{len(backwards)} down intervals end before they start: {backwards[:3]}"
     for before, after in zip(intervals, intervals[1:]):
         assert datetime.fromisoformat(before["to"]) <= datetime.fromisoformat(after["from"]), (before, after)
+    with engine.connect() as conn:
+        # The same in SQL, for people with psql.
+        backwards_in_sql = conn.execute(
+            text("SELECT count(*) FROM daemon_outages WHERE daemon_id = :d AND ended_at <= started_at"),
+            {"d": DAEMON},
+        ).scalar_one()
+    assert backwards_in_sql == 0
 
 
 def test_same_daemon_races_leave_a_chain_of_spans(pg_engine):

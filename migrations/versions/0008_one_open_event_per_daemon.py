@@ -1,4 +1,4 @@
-"""one open event per daemon, enforced by the database
+"""one open event per daemon, enforced by the database; spans that do not run forwards count as no time
 
 Revision ID: 0008
 Revises: 0004
@@ -38,6 +38,26 @@ WHERE ended_at IS NULL AND EXISTS (
 )
 """
 
+# daemon_timeline_now (0002) with one more condition: a span that does not run
+# forwards (zero-length: a racing writer's event clamped onto the one before it;
+# negative: written by racing writers before that rule) is no time at all, so
+# daemon_outages and daemon_uptime() agree with the API. Postgres only, as in 0002.
+_TIMELINE_NOW = """
+CREATE OR REPLACE VIEW daemon_timeline_now AS
+SELECT
+    daemon_id,
+    started_at,
+    LEAST(COALESCE(ended_at, now()), now()) AS ended_at,
+    (ended_at IS NULL OR ended_at > now()) AS ongoing,
+    state,
+    status,
+    reason,
+    (reason = 'deregistered') AS planned
+FROM daemon_timeline
+WHERE started_at < now(){only_forwards}
+"""
+ONLY_FORWARDS = " AND (ended_at IS NULL OR ended_at > started_at)"
+
 
 def _open_index(unique: bool) -> None:
     op.create_index(
@@ -54,8 +74,12 @@ def upgrade() -> None:
     op.execute(CLOSE_EXTRA_OPEN)
     op.drop_index("ix_daemon_events_open", "daemon_events")
     _open_index(unique=True)
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_TIMELINE_NOW.format(only_forwards=ONLY_FORWARDS))
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(_TIMELINE_NOW.format(only_forwards=""))
     op.drop_index("ix_daemon_events_open", "daemon_events")
     _open_index(unique=False)
