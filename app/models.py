@@ -95,10 +95,12 @@ class DaemonEvent(Base):
         CheckConstraint(_in("kind", EVENT_KINDS), name="kind"),
         Index(None, "daemon_id", "occurred_at"),
         Index(None, "occurred_at"),
-        # Each daemon's open event, the one the next event will end.
+        # Each daemon's open event, the one the next event will end: one at most,
+        # however writers race.
         Index(
             "ix_daemon_events_open",
             "daemon_id",
+            unique=True,
             postgresql_where=text("ended_at IS NULL"),
             sqlite_where=text("ended_at IS NULL"),
         ),

@@ -24,10 +24,20 @@ _END_OPEN_SPANS, _INSERT_STALE_EVENTS = stale_events_sql("reaped", now=":now")
 
 # The main SELECT sees the table as it was before the CTE's DELETE, so the
 # live list filters on the expiry rule itself rather than relying on the delete.
+#
+# The whole statement reads one snapshot, taken before the DELETE waits for any
+# row lock. A daemon whose row changed after that snapshot (a heartbeat, a
+# registration, the watcher's stale record) may have history this statement
+# cannot see, so it is left for the next reader: the ctid of a changed row is
+# not the one the snapshot saw. Every writer of a daemon's events changes its
+# row, so for each row deleted here the snapshot's history is the latest.
 HEALTH = text(
     f"""
     WITH reaped AS (
-        DELETE FROM daemons WHERE {postgres_sql(expiry.expired(_NOW))} RETURNING *
+        DELETE FROM daemons
+        WHERE {postgres_sql(expiry.expired(_NOW))}
+          AND ctid = ANY(ARRAY(SELECT ctid FROM daemons WHERE {postgres_sql(expiry.expired(_NOW))}))
+        RETURNING *
     ), ended AS (
         {_END_OPEN_SPANS}
     ), recorded AS (

@@ -40,7 +40,12 @@ def _clipped_spans(period: Period):
     # Typed, so SQLite's text comes back as aware datetimes too.
     start = greatest(t.c.started_at, low, type_=UTCDateTime())
     end = least(func.coalesce(t.c.ended_at, high), high, type_=UTCDateTime())
-    overlaps = (t.c.started_at < high) & or_(t.c.ended_at.is_(None), t.c.ended_at > low)
+    # A span that does not run forwards is no time at all, neither an interval nor
+    # an incident: zero-length when a racing writer's event was clamped onto the
+    # one before it (history.span_start), negative when written before that rule.
+    overlaps = (t.c.started_at < high) & or_(
+        t.c.ended_at.is_(None), (t.c.ended_at > low) & (t.c.ended_at > t.c.started_at)
+    )
     return start, end, overlaps
 
 
