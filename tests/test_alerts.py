@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -10,6 +9,7 @@ from sqlalchemy import func, select
 
 from app import watcher
 from app.alerts import outbox
+from app.alerts.lanes import Lanes
 from app.models import alert_deliveries, daemon_events
 from tests.conftest import HEADERS, heartbeat_body, registration
 from tests.webhook_receiver import start_receiver, verify_signature
@@ -19,8 +19,15 @@ SECRET = "webhook-secret-0123456789"
 
 @pytest.fixture
 def senders():
-    with ThreadPoolExecutor(8) as pool:
-        yield pool
+    with Lanes() as lanes:
+        yield lanes
+
+
+def settled_tick(app, lanes):
+    """One watcher tick, then wait until every delivery it handed over is settled."""
+    report = watcher.tick(app, lanes)
+    assert lanes.wait_idle(timeout=30)
+    return report
 
 
 @pytest.fixture
@@ -41,7 +48,7 @@ def api(alerting):
 
 @pytest.fixture
 def tick(alerting, senders):
-    return lambda app=None: watcher.tick(app or alerting, senders)
+    return lambda app=None: settled_tick(app or alerting, senders)
 
 
 @pytest.fixture
@@ -54,7 +61,7 @@ def watch(clock, alerting, senders):
             step = min(10.0, seconds)
             clock.advance(step)
             seconds -= step
-            stale += watcher.tick(app or alerting, senders).stale
+            stale += settled_tick(app or alerting, senders).stale
         return stale
 
     return run
@@ -183,7 +190,7 @@ def test_timeouts_are_retried(app, make_app, clock, receiver, senders, engine, w
     assert delivery.state == "pending"
     assert "timed out" in delivery.last_error
     clock.advance(10)
-    watcher.tick(impatient, senders)
+    settled_tick(impatient, senders)
     assert _deliveries(engine)[0].state == "delivered"
 
 
@@ -215,7 +222,7 @@ def test_gives_up_after_max_attempts_then_operator_redelivers(app, make_app, clo
     assert f"{delivery.id:>6}  failed" in listing.output and "HTTP 503" in listing.output
     receiver.answer((200, 0))
     assert "queued again" in runner.invoke(args=["daemons", "alerts", "redeliver", str(delivery.id)]).output
-    watcher.tick(stubborn, senders)
+    settled_tick(stubborn, senders)
     assert _deliveries(engine)[0].state == "delivered"
     assert "delivered" in runner.invoke(args=["daemons", "alerts", "list"]).output
 

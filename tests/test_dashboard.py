@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app import watcher
+from app.alerts.lanes import Lanes
 from tests.browser_support import (  # noqa: F401 - fixtures
     ARTIFACTS,
     BrowserPage,
@@ -58,8 +58,8 @@ def beat(client: FlaskClient, daemon_id: str, **overrides: Any) -> None:
 
 def watcher_tick(app: Flask) -> list[str]:
     """One pass of the real watcher (no webhooks configured): records stale events, reaps nothing."""
-    with ThreadPoolExecutor(1) as senders:
-        return watcher.tick(app, senders).stale
+    with Lanes() as lanes:
+        return watcher.tick(app, lanes).stale
 
 
 def load(tab: BrowserPage, *, key: str | None = API_KEY) -> Any:

@@ -8,13 +8,15 @@ the moment of return, whoever notices first: a heartbeat, /health or a watcher.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app import watcher
-from app.models import service_outages
+from app.alerts.lanes import Lanes
+from app.models import service_liveness, service_outages
 from tests.conftest import HEADERS, heartbeat_body, registration
 
 SECRET = "webhook-secret-0123456789"
@@ -29,10 +31,12 @@ def alerting(app, make_app, receiver):
 def fleet(alerting, clock, receiver):
     """Two daemons beating with a watcher running, then an outage of 300 s."""
     client = alerting.test_client()
-    senders = ThreadPoolExecutor(4)
+    senders = Lanes()
 
     def tick():
-        return watcher.tick(alerting, senders)
+        report = watcher.tick(alerting, senders)
+        assert senders.wait_idle(timeout=30)
+        return report
 
     def beat(daemon_id):
         body = heartbeat_body(daemonId=daemon_id)
@@ -46,7 +50,7 @@ def fleet(alerting, clock, receiver):
     tick()
     clock.advance(300)  # the database is down: no tick, no request gets through
     yield client, tick, beat
-    senders.shutdown()
+    senders.close()
 
 
 def test_heartbeat_first_after_outage_is_accepted(fleet, receiver):
@@ -97,7 +101,7 @@ def test_the_outage_is_recorded(fleet, engine):
 
 def test_a_daemon_already_stale_before_the_outage_gets_no_grace(alerting, clock, receiver):
     client = alerting.test_client()
-    with ThreadPoolExecutor(2) as senders:
+    with Lanes() as senders:
         client.post("/api/daemon/register", json=registration(daemonId="gone"), headers=HEADERS)
         client.post("/api/daemon/register", json=registration(daemonId="alive"), headers=HEADERS)
         for _ in range(10):  # 100 s of watching: "gone" never beats and goes stale at 60
@@ -114,7 +118,7 @@ def test_a_daemon_already_stale_before_the_outage_gets_no_grace(alerting, clock,
 
 def test_short_pauses_grant_no_grace(alerting, clock):
     client = alerting.test_client()
-    with ThreadPoolExecutor(2) as senders:
+    with Lanes() as senders:
         client.post("/api/daemon/register", json=registration(), headers=HEADERS)
         watcher.tick(alerting, senders)
         clock.advance(59)  # a pause shorter than the TTL is no outage
