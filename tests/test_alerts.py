@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -279,3 +281,52 @@ def test_test_alert_command_reports_a_failing_webhook(alerting, receiver):
     result = alerting.test_cli_runner().invoke(args=["daemons", "alerts", "test"])
     assert result.exit_code == 1
     assert "FAIL" in result.output and "HTTP 500" in result.output
+
+
+def test_a_slow_receiver_does_not_delay_the_others_later_alerts(app, make_app, clock):
+    """The real watcher loop; one receiver answers only after 3 s, each time.
+
+    Each new alert must reach the fast receiver within about a tick, not after
+    the slow receiver finished with the alerts before it.
+    """
+    slow, fast = start_receiver(), start_receiver()
+    slow.answer((200, 3.0))
+    both = make_app(
+        alert_webhook_urls=(slow.url, fast.url),
+        alert_webhook_secret=SECRET,
+        alert_timeout_seconds=5,
+        watch_interval_seconds=1,
+    )
+    client = both.test_client()
+    stop = threading.Event()
+    loop = threading.Thread(target=watcher.run, args=(both, stop))
+    loop.start()
+    delays = []
+    try:
+        for n in range(3):
+            client.post("/api/daemon/register", json=registration(daemonId=f"d{n}"), headers=HEADERS)
+            happened = time.monotonic()
+            client.delete(f"/api/daemon/d{n}", headers=HEADERS)  # a daemon.deregistered alert
+            deadline = happened + 15
+            while len(fast.received) <= n and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert len(fast.received) == n + 1
+            delays.append(fast.received[n].at - happened)
+    finally:
+        stop.set()
+        loop.join(timeout=30)
+        for receiver in (slow, fast):
+            receiver.stop()
+    print(f"fast receiver's delays behind a 3 s receiver: {', '.join(f'{d:.2f}' for d in delays)} s")
+    # A tick is 1 s; waiting for the slow answer would cost about 3 s more.
+    assert max(delays) < 2.0
+    assert [r.json["daemonId"] for r in slow.received] == ["d0", "d1", "d2"]
+
+
+def test_failed_alerts_show_when_they_failed(clock, api, receiver, engine, alerting, watch):
+    receiver.answer((410, 0))
+    api("POST", "register", registration())
+    watch(61)  # ticks at 10, 20, ... 60 and 61: the stale alert is sent, and refused, at 61 s
+    listing = alerting.test_cli_runner().invoke(args=["daemons", "alerts", "failed"]).output
+    assert "2026-01-25T12:01:01Z" in listing, listing
+    assert (clock.now() - _deliveries(engine)[0].failed_at).total_seconds() == 0
