@@ -126,3 +126,41 @@ def test_short_pauses_grant_no_grace(alerting, clock):
         clock.advance(2)
         report = watcher.tick(alerting, senders)
     assert (report.graced, report.stale) == (0, ["daemon_macmini_1"])
+
+
+def test_stopping_only_the_watcher_is_no_outage_and_grants_no_grace(alerting, clock, engine, receiver):
+    """The real watcher loop runs, then is stopped (a deploy); the API stays up.
+
+    The fleet's one daemon beats once more and dies. Nobody writes the
+    liveness note meanwhile — no watcher, no traffic — so its age says nothing
+    about the service. The next watcher must report the death at once, not
+    record an outage and hold the alert back by a TTL of grace.
+    """
+    client = alerting.test_client()
+    client.post("/api/daemon/register", json=registration(daemonId="a"), headers=HEADERS)
+    stop = threading.Event()
+    loop = threading.Thread(target=watcher.run, args=(alerting, stop))
+    loop.start()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not _liveness_noted(engine):
+        time.sleep(0.05)
+    assert _liveness_noted(engine)
+    stop.set()
+    loop.join(timeout=30)
+    clock.advance(30)
+    assert client.post(
+        "/api/daemon/heartbeat", json=heartbeat_body(daemonId="a"), headers=HEADERS
+    ).status_code == 200  # its last beat
+    clock.advance(300)  # "a" died at 90 s; the watcher is started again at 330 s
+    with Lanes() as lanes:
+        report = watcher.tick(alerting, lanes)
+        assert lanes.wait_idle(timeout=30)
+    assert (report.graced, report.stale) == (0, ["a"])
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(service_outages)).scalar_one() == 0
+    assert [(r.json["type"], r.json["daemonId"]) for r in receiver.received] == [("daemon.stale", "a")]
+
+
+def _liveness_noted(engine) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(service_liveness)).scalar_one() == 1
