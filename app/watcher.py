@@ -115,4 +115,4 @@ def run(app: Flask, stop: threading.Event) -> None:
         with database(app).engine.connect() as conn:
             liveness.sign_off(conn)
     except DBAPIError as exc:
-        log.warning("could not sign off (the next watcher may grant outage grace): %s", type(exc.orig).__name__)
+        log.warning("could not sign off (the next watcher may grant grace): %s", type(exc.orig).__name__)

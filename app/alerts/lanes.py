@@ -42,7 +42,8 @@ class Lanes:
             self._in_flight[url] += 1
             pool = self._pools.get(url)
             if pool is None:
-                pool = self._pools[url] = ThreadPoolExecutor(self._threads, thread_name_prefix="alert-lane")
+                pool = ThreadPoolExecutor(self._threads, thread_name_prefix="alert-lane")
+                self._pools[url] = pool
         pool.submit(self._run, url, job)
 
     def _run(self, url: str, job: Callable[[], None]) -> None:

@@ -103,7 +103,9 @@ def due_urls(conn: Connection, *, now: datetime) -> list[str]:
         )
 
 
-def claim(conn: Connection, *, now: datetime, limit: int = 20, url: str | None = None) -> list[Row[Any]]:
+def claim(
+    conn: Connection, *, now: datetime, limit: int = 20, url: str | None = None
+) -> list[Row[Any]]:
     """Lease up to ``limit`` due deliveries (to ``url``, if given) and count the attempt."""
     d = alert_deliveries
     due = (

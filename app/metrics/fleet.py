@@ -35,7 +35,9 @@ class FleetCollector(Collector):
             ).order_by(daemons.c.daemon_id)
         ).all()
         up = GaugeMetricFamily(
-            "daemon_health_daemon_up", "1 while the daemon heartbeats within its TTL; 0 once expired, until it registers again.", labels=["daemon_id"]
+            "daemon_health_daemon_up",
+            "1 while the daemon heartbeats within its TTL; 0 once expired, until it registers again.",
+            labels=["daemon_id"],
         )
         status = GaugeMetricFamily(
             "daemon_health_daemon_status",
