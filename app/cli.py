@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import click
@@ -34,6 +38,29 @@ def prune_history(days: int | None) -> None:
     click.echo(f"Removed {removed} history events older than {days} days.")
 
 
+@contextmanager
+def _info_log_with_timestamps() -> Iterator[None]:
+    """The service's INFO lines on stderr, each with its UTC time, for as long as the command runs.
+
+    Set up here rather than for the whole app, so gunicorn's logging is left alone.
+    """
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    formatter.converter = time.gmtime
+    formatter.default_time_format = "%Y-%m-%dT%H:%M:%S"
+    formatter.default_msec_format = "%s.%03dZ"
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    logger = logging.getLogger("app")
+    previous_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+
+
 @daemons_cli.command("watch")
 def watch() -> None:
     """Run the watcher: record expiries within seconds and deliver alerts (SIGTERM stops it)."""
@@ -45,7 +72,8 @@ def watch() -> None:
         f"Watching every {current_app.config['WATCH_INTERVAL_SECONDS']} s; "
         f"alerts to {len(urls)} webhook(s): {', '.join(current_app.config['ALERT_EVENTS']) if urls else 'none'}"
     )
-    watcher.run(watcher_of(current_app), stop)
+    with _info_log_with_timestamps():
+        watcher.run(watcher_of(current_app), stop)
     click.echo("Watcher stopped.")
 
 
@@ -76,7 +104,8 @@ def send_test_alert() -> None:
 
 def _print_deliveries(rows) -> None:
     for row in rows:
-        when = isoformat_z(row.delivered_at or row.next_attempt_at)
+        # When it was delivered or given up; for a pending one, when it is tried next.
+        when = isoformat_z(row.delivered_at or row.failed_at or row.next_attempt_at)
         click.echo(
             f"{row.id:>6}  {row.state:<9} {row.alert_type:<22} {row.payload['daemonId']:<24} "
             f"tries={row.attempts} {when}  {row.url}  {row.last_error or ''}".rstrip()

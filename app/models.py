@@ -127,7 +127,8 @@ class DaemonEvent(Base):
 
 
 class ServiceLiveness(Base):
-    """When the service was last seen working (one row, id 1; made by the first watcher).
+    """When the service was last seen working (one row, id 1; made by a watcher's tick,
+    deleted by a watcher that stops cleanly).
 
     Refreshed by watcher ticks and, about once a second per process, by API
     traffic. A lapse longer than the TTL means the service or its database was
@@ -173,6 +174,8 @@ class AlertDelivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When it was given up (its last answer came back), for operators reading 'alerts failed'.
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
 
 

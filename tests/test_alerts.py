@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from app.alerts import outbox, watcher
+from app.alerts.lanes import Lanes
 from app.cli import watcher_of
 from app.models import alert_deliveries, daemon_events
 from tests.support.api import HEADERS, heartbeat_body, registration
@@ -19,8 +21,15 @@ SECRET = "webhook-secret-0123456789"
 
 @pytest.fixture
 def senders():
-    with ThreadPoolExecutor(8) as pool:
-        yield pool
+    with Lanes() as lanes:
+        yield lanes
+
+
+def settled_tick(app, lanes):
+    """One watcher tick, then wait until every delivery it handed over is settled."""
+    report = watcher.tick(watcher_of(app), lanes)
+    assert lanes.wait_idle(timeout=30)
+    return report
 
 
 @pytest.fixture
@@ -41,7 +50,7 @@ def api(alerting):
 
 @pytest.fixture
 def tick(alerting, senders):
-    return lambda app=None: watcher.tick(watcher_of(app or alerting), senders)
+    return lambda app=None: settled_tick(app or alerting, senders)
 
 
 @pytest.fixture
@@ -54,7 +63,7 @@ def watch(clock, alerting, senders):
             step = min(10.0, seconds)
             clock.advance(step)
             seconds -= step
-            stale += watcher.tick(watcher_of(app or alerting), senders).stale
+            stale += settled_tick(app or alerting, senders).stale
         return stale
 
     return run
@@ -183,7 +192,7 @@ def test_timeouts_are_retried(app, make_app, clock, receiver, senders, engine, w
     assert delivery.state == "pending"
     assert "timed out" in delivery.last_error
     clock.advance(10)
-    watcher.tick(watcher_of(impatient), senders)
+    settled_tick(impatient, senders)
     assert _deliveries(engine)[0].state == "delivered"
 
 
@@ -215,7 +224,7 @@ def test_gives_up_after_max_attempts_then_operator_redelivers(app, make_app, clo
     assert f"{delivery.id:>6}  failed" in listing.output and "HTTP 503" in listing.output
     receiver.answer((200, 0))
     assert "queued again" in runner.invoke(args=["daemons", "alerts", "redeliver", str(delivery.id)]).output
-    watcher.tick(watcher_of(stubborn), senders)
+    settled_tick(stubborn, senders)
     assert _deliveries(engine)[0].state == "delivered"
     assert "delivered" in runner.invoke(args=["daemons", "alerts", "list"]).output
 
@@ -272,3 +281,52 @@ def test_test_alert_command_reports_a_failing_webhook(alerting, receiver):
     result = alerting.test_cli_runner().invoke(args=["daemons", "alerts", "test"])
     assert result.exit_code == 1
     assert "FAIL" in result.output and "HTTP 500" in result.output
+
+
+def test_a_slow_receiver_does_not_delay_the_others_later_alerts(app, make_app, clock):
+    """The real watcher loop; one receiver answers only after 3 s, each time.
+
+    Each new alert must reach the fast receiver within about a tick, not after
+    the slow receiver finished with the alerts before it.
+    """
+    slow, fast = start_receiver(), start_receiver()
+    slow.answer((200, 3.0))
+    both = make_app(
+        alert_webhook_urls=(slow.url, fast.url),
+        alert_webhook_secret=SECRET,
+        alert_timeout_seconds=5,
+        watch_interval_seconds=1,
+    )
+    client = both.test_client()
+    stop = threading.Event()
+    loop = threading.Thread(target=watcher.run, args=(watcher_of(both), stop))
+    loop.start()
+    delays = []
+    try:
+        for n in range(3):
+            client.post("/api/daemon/register", json=registration(daemonId=f"d{n}"), headers=HEADERS)
+            happened = time.monotonic()
+            client.delete(f"/api/daemon/d{n}", headers=HEADERS)  # a daemon.deregistered alert
+            deadline = happened + 15
+            while len(fast.received) <= n and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert len(fast.received) == n + 1
+            delays.append(fast.received[n].at - happened)
+    finally:
+        stop.set()
+        loop.join(timeout=30)
+        for receiver in (slow, fast):
+            receiver.stop()
+    print(f"fast receiver's delays behind a 3 s receiver: {', '.join(f'{d:.2f}' for d in delays)} s")
+    # A tick is 1 s; waiting for the slow answer would cost about 3 s more.
+    assert max(delays) < 2.0
+    assert [r.json["daemonId"] for r in slow.received] == ["d0", "d1", "d2"]
+
+
+def test_failed_alerts_show_when_they_failed(clock, api, receiver, engine, alerting, watch):
+    receiver.answer((410, 0))
+    api("POST", "register", registration())
+    watch(61)  # ticks at 10, 20, ... 60 and 61: the stale alert is sent, and refused, at 61 s
+    listing = alerting.test_cli_runner().invoke(args=["daemons", "alerts", "failed"]).output
+    assert "2026-01-25T12:01:01Z" in listing, listing
+    assert (clock.now() - _deliveries(engine)[0].failed_at).total_seconds() == 0

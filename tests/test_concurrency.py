@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 
 from app import create_app
 from app.alerts import watcher as watchers
+from app.alerts.lanes import Lanes
 from app.cli import watcher_of
 from app.http.context import database
 from app.models import alert_deliveries, daemon_events, daemons
@@ -142,18 +143,19 @@ def test_two_watchers_racing_produce_each_stale_event_and_alert_once(postgres_da
                 conn.execute(delete(table))
         ids = _register_many(engine, 150)
         clock.current = START
-        with ThreadPoolExecutor(8) as senders:
+        with Lanes() as first, Lanes() as second:
             reports = []
             for _ in range(8):  # 80 s of watching, both watchers ticking together
                 clock.advance(10)
                 barrier = threading.Barrier(2)
 
-                def tick(app):
+                def tick(app, lanes):
                     barrier.wait()
-                    return watchers.tick(watcher_of(app), senders)
+                    return watchers.tick(watcher_of(app), lanes)
 
                 with ThreadPoolExecutor(2) as pair:
-                    reports += list(pair.map(tick, apps))
+                    reports += list(pair.map(tick, apps, (first, second)))
+                assert first.wait_idle(timeout=60) and second.wait_idle(timeout=60)
         stale = Counter(d for report in reports for d in report.stale)
         assert set(stale) == set(ids) and set(stale.values()) == {1}
         with engine.connect() as conn:

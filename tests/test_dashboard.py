@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.alerts import watcher
+from app.alerts.lanes import Lanes
 from app.cli import watcher_of
 from tests.support.api import API_KEY, HEADERS, heartbeat_body, registration
 from tests.support.browser import ARTIFACTS, BrowserPage, contrast_ratio, parse_rgb
@@ -52,8 +52,8 @@ def beat(client: FlaskClient, daemon_id: str, **overrides: Any) -> None:
 
 def watcher_tick(app: Flask) -> list[str]:
     """One pass of the real watcher (no webhooks configured): records stale events, reaps nothing."""
-    with ThreadPoolExecutor(1) as senders:
-        return watcher.tick(watcher_of(app), senders).stale
+    with Lanes() as lanes:
+        return watcher.tick(watcher_of(app), lanes).stale
 
 
 def load(tab: BrowserPage, *, key: str | None = API_KEY) -> Any:

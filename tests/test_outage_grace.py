@@ -8,14 +8,16 @@ the moment of return, whoever notices first: a heartbeat, /health or a watcher.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.alerts import watcher
+from app.alerts.lanes import Lanes
 from app.cli import watcher_of
-from app.models import service_outages
+from app.models import service_liveness, service_outages
 from tests.support.api import HEADERS, heartbeat_body, registration
 
 SECRET = "webhook-secret-0123456789"
@@ -30,10 +32,12 @@ def alerting(app, make_app, receiver):
 def fleet(alerting, clock, receiver):
     """Two daemons beating with a watcher running, then an outage of 300 s."""
     client = alerting.test_client()
-    senders = ThreadPoolExecutor(4)
+    senders = Lanes()
 
     def tick():
-        return watcher.tick(watcher_of(alerting), senders)
+        report = watcher.tick(watcher_of(alerting), senders)
+        assert senders.wait_idle(timeout=30)
+        return report
 
     def beat(daemon_id):
         body = heartbeat_body(daemonId=daemon_id)
@@ -47,7 +51,7 @@ def fleet(alerting, clock, receiver):
     tick()
     clock.advance(300)  # the database is down: no tick, no request gets through
     yield client, tick, beat
-    senders.shutdown()
+    senders.close()
 
 
 def test_heartbeat_first_after_outage_is_accepted(fleet, receiver):
@@ -98,7 +102,7 @@ def test_the_outage_is_recorded(fleet, engine):
 
 def test_a_daemon_already_stale_before_the_outage_gets_no_grace(alerting, clock, receiver):
     client = alerting.test_client()
-    with ThreadPoolExecutor(2) as senders:
+    with Lanes() as senders:
         client.post("/api/daemon/register", json=registration(daemonId="gone"), headers=HEADERS)
         client.post("/api/daemon/register", json=registration(daemonId="alive"), headers=HEADERS)
         for _ in range(10):  # 100 s of watching: "gone" never beats and goes stale at 60
@@ -115,7 +119,7 @@ def test_a_daemon_already_stale_before_the_outage_gets_no_grace(alerting, clock,
 
 def test_short_pauses_grant_no_grace(alerting, clock):
     client = alerting.test_client()
-    with ThreadPoolExecutor(2) as senders:
+    with Lanes() as senders:
         client.post("/api/daemon/register", json=registration(), headers=HEADERS)
         watcher.tick(watcher_of(alerting), senders)
         clock.advance(59)  # a pause shorter than the TTL is no outage
@@ -123,3 +127,41 @@ def test_short_pauses_grant_no_grace(alerting, clock):
         clock.advance(2)
         report = watcher.tick(watcher_of(alerting), senders)
     assert (report.graced, report.stale) == (0, ["daemon_macmini_1"])
+
+
+def test_stopping_only_the_watcher_is_no_outage_and_grants_no_grace(alerting, clock, engine, receiver):
+    """The real watcher loop runs, then is stopped (a deploy); the API stays up.
+
+    The fleet's one daemon beats once more and dies. Nobody writes the
+    liveness note meanwhile — no watcher, no traffic — so its age says nothing
+    about the service. The next watcher must report the death at once, not
+    record an outage and hold the alert back by a TTL of grace.
+    """
+    client = alerting.test_client()
+    client.post("/api/daemon/register", json=registration(daemonId="a"), headers=HEADERS)
+    stop = threading.Event()
+    loop = threading.Thread(target=watcher.run, args=(watcher_of(alerting), stop))
+    loop.start()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not _liveness_noted(engine):
+        time.sleep(0.05)
+    assert _liveness_noted(engine)
+    stop.set()
+    loop.join(timeout=30)
+    clock.advance(30)
+    assert client.post(
+        "/api/daemon/heartbeat", json=heartbeat_body(daemonId="a"), headers=HEADERS
+    ).status_code == 200  # its last beat
+    clock.advance(300)  # "a" died at 90 s; the watcher is started again at 330 s
+    with Lanes() as lanes:
+        report = watcher.tick(watcher_of(alerting), lanes)
+        assert lanes.wait_idle(timeout=30)
+    assert (report.graced, report.stale) == (0, ["a"])
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(service_outages)).scalar_one() == 0
+    assert [(r.json["type"], r.json["daemonId"]) for r in receiver.received] == [("daemon.stale", "a")]
+
+
+def _liveness_noted(engine) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(service_liveness)).scalar_one() == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -66,6 +67,13 @@ def test_watch_command_alerts_on_expiry_and_stops_on_sigterm(migrated_postgres_u
         receiver.stop()
     output = (tmp_path / "watch.log").read_text()
     assert "Watching every 1 s" in output and "Watcher stopped." in output
+    # What an operator reads in journald or a log file: INFO lines, each with its UTC time.
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    assert re.search(rf"^{stamp} INFO app\.alerts\.watcher: stale: {daemon_id}$", output, re.MULTILINE), output
+    assert re.search(rf"^{stamp} INFO app\.alerts\.watcher: alert evt_\d+ daemon\.stale to {re.escape(receiver.url)}: HTTP 200$",
+                     output, re.MULTILINE), output
+    logged = [line for line in output.splitlines() if not line.startswith(("Watching every", "Watcher stopped."))]
+    assert all(re.match(rf"{stamp} (INFO|WARNING|ERROR) ", line) for line in logged), output
     engine = create_engine(migrated_postgres_url)
     with engine.connect() as conn:
         delivered = conn.execute(

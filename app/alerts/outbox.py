@@ -92,8 +92,21 @@ def _alert_worth_sending(conn: Connection, event: Row[Any], policy: Policy, now:
     return kind if kind in policy.alert_types else None
 
 
-def claim(conn: Connection, *, now: datetime, limit: int = 20) -> list[Row[Any]]:
-    """Lease up to ``limit`` due deliveries and count the attempt."""
+def due_urls(conn: Connection, *, now: datetime) -> list[str]:
+    """The receivers that have deliveries due (including URLs no longer configured)."""
+    d = alert_deliveries
+    with conn.begin():
+        return list(
+            conn.execute(
+                select(d.c.url).where(d.c.state == "pending", d.c.next_attempt_at <= now).distinct()
+            ).scalars()
+        )
+
+
+def claim(
+    conn: Connection, *, now: datetime, limit: int = 20, url: str | None = None
+) -> list[Row[Any]]:
+    """Lease up to ``limit`` due deliveries (to ``url``, if given) and count the attempt."""
     d = alert_deliveries
     due = (
         select(d.c.id)
@@ -102,6 +115,8 @@ def claim(conn: Connection, *, now: datetime, limit: int = 20) -> list[Row[Any]]
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    if url is not None:
+        due = due.where(d.c.url == url)
     with conn.begin():
         # The outer conditions are re-checked after a row lock wait, so a delivery
         # another watcher leased meanwhile is not leased twice.
@@ -125,7 +140,7 @@ def settle(
             elif outcome.retry and delivery.attempts < policy.max_attempts:
                 values = {"next_attempt_at": now + backoff(delivery.attempts), "last_error": outcome.detail}
             else:
-                values = {"state": "failed", "last_error": outcome.detail}
+                values = {"state": "failed", "failed_at": now, "last_error": outcome.detail}
             # Only the lease holder settles: a lease that ran out belongs to someone else now.
             conn.execute(
                 update(d)
@@ -147,7 +162,7 @@ def redeliver(conn: Connection, delivery_id: int, *, now: datetime) -> bool:
             conn.execute(
                 update(alert_deliveries)
                 .where(alert_deliveries.c.id == delivery_id)
-                .values(state="pending", attempts=0, next_attempt_at=now, delivered_at=None)
+                .values(state="pending", attempts=0, next_attempt_at=now, delivered_at=None, failed_at=None)
             ).rowcount
             == 1
         )

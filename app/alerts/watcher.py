@@ -3,27 +3,28 @@
 Run it beside gunicorn (``flask --app wsgi daemons watch``); several may run on
 several hosts. Each tick: note that the service is alive (granting grace after
 an outage of our own), record newly expired daemons as stale, turn new events
-into outbox rows, and deliver what is due — receivers in parallel, so one slow
-receiver costs the others nothing.
+into outbox rows, and hand what is due to the receivers' lanes without waiting
+for answers — each receiver has its own lane, so one slow receiver costs the
+others nothing, this tick or the next.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Row
 from sqlalchemy.exc import DBAPIError
 
 from app.alerts import outbox, webhooks
+from app.alerts.lanes import Lanes
 from app.clock import Clock
 from app.registry import expiry, outage_grace, service
 from config import Settings
 
 log = logging.getLogger(__name__)
-SENDERS = 8
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,6 @@ class TickReport:
     stale: list[str] = field(default_factory=list)
     enqueued: int = 0
     sent: int = 0
-    delivered: int = 0
 
 
 def policy(settings: Settings) -> outbox.Policy:
@@ -52,8 +52,12 @@ def policy(settings: Settings) -> outbox.Policy:
     )
 
 
-def tick(watcher: Watcher, senders: ThreadPoolExecutor) -> TickReport:
-    """One pass of the watcher's work. Database errors propagate to the caller."""
+def tick(watcher: Watcher, lanes: Lanes) -> TickReport:
+    """One pass of the watcher's work. Database errors propagate to the caller.
+
+    Due deliveries are handed to ``lanes`` and settled there as their answers
+    arrive; the tick does not wait for them.
+    """
     settings, clock = watcher.settings, watcher.clock
     ttl = expiry.ttl(settings.daemon_ttl_seconds)
     rules = policy(settings)
@@ -65,36 +69,55 @@ def tick(watcher: Watcher, senders: ThreadPoolExecutor) -> TickReport:
             log.warning("service was unreachable for over %s: %d daemons get grace", ttl, report.graced)
         report.stale = service.record_expiries(conn, now=now)
         report.enqueued = outbox.enqueue(conn, rules, now=now)
-        due = outbox.claim(conn, now=now)
-    if not due:
-        return report
+        due: list[Row[Any]] = []
+        for url in outbox.due_urls(conn, now=now):
+            # A lane still busy with a slow receiver takes no more than it has room for.
+            if room := lanes.room(url):
+                due += outbox.claim(conn, now=now, limit=room, url=url)
     # No database connection is held while waiting on receivers.
     secret, timeout = settings.alert_webhook_secret, settings.alert_timeout_seconds
-    outcomes = list(
-        senders.map(
-            lambda d: webhooks.post(d.url, d.payload, secret=secret, timeout=timeout),
-            due,
+    for delivery in due:
+        lanes.send(
+            delivery.url,
+            lambda d=delivery: _deliver(d, watcher, rules, secret=secret, timeout=timeout),
         )
-    )
-    for delivery, outcome in zip(due, outcomes, strict=True):
-        level = logging.INFO if outcome.delivered else logging.WARNING
-        log.log(level, "alert %s %s to %s: %s", delivery.payload["id"], delivery.alert_type, delivery.url, outcome.detail)
-    with watcher.engine.connect() as conn:
-        outbox.settle(conn, list(zip(due, outcomes, strict=True)), rules, now=clock.now())
     report.sent = len(due)
-    report.delivered = sum(o.delivered for o in outcomes)
     return report
 
 
+def _deliver(
+    delivery: Row[Any], watcher: Watcher, rules: outbox.Policy, *, secret: str, timeout: float
+) -> None:
+    """Send one claimed delivery and record its outcome at once."""
+    outcome = webhooks.post(delivery.url, delivery.payload, secret=secret, timeout=timeout)
+    level = logging.INFO if outcome.delivered else logging.WARNING
+    log.log(level, "alert %s %s to %s: %s", delivery.payload["id"], delivery.alert_type, delivery.url, outcome.detail)
+    try:
+        with watcher.engine.connect() as conn:
+            outbox.settle(conn, [(delivery, outcome)], rules, now=watcher.clock.now())
+    except DBAPIError as exc:
+        # Unrecorded, the delivery is sent again when its lease runs out: at least once.
+        log.warning("could not record alert %s: %s", delivery.payload["id"], type(exc.orig).__name__)
+
+
 def run(watcher: Watcher, stop: threading.Event) -> None:
-    """Tick every WATCH_INTERVAL_SECONDS until ``stop`` is set; survive database outages."""
+    """Tick every WATCH_INTERVAL_SECONDS until ``stop`` is set; survive database outages.
+
+    On the way out, deliveries in flight are finished and the watcher signs off,
+    so the time until a watcher runs again is not taken for an outage.
+    """
     interval = watcher.settings.watch_interval_seconds
-    with ThreadPoolExecutor(SENDERS, thread_name_prefix="alert-sender") as senders:
+    with Lanes() as lanes:
         while not stop.is_set():
             try:
-                report = tick(watcher, senders)
+                report = tick(watcher, lanes)
                 if report.stale:
                     log.info("stale: %s", ", ".join(report.stale))
             except DBAPIError as exc:
                 log.warning("database unavailable, retrying next tick: %s", type(exc.orig).__name__)
             stop.wait(interval)
+    try:
+        with watcher.engine.connect() as conn:
+            outage_grace.sign_off(conn)
+    except DBAPIError as exc:
+        log.warning("could not sign off (the next watcher may grant grace): %s", type(exc.orig).__name__)

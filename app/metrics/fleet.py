@@ -1,5 +1,11 @@
 """Fleet gauges, read from the database at scrape time: right under any number of
-workers, and a scrape never reaps (it leaves /health's stale report alone)."""
+workers, and a scrape never reaps (it leaves /health's stale report alone).
+
+``daemon_health_daemon_up`` outlives the reap: a daemon whose last event is
+``stale`` stays at 0 after /health removed its row, until it registers again
+(back to 1) or is deregistered (the series ends). Otherwise whoever reads
+/health would end the series, and with it any alert on ``== 0``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, func, select
 
-from app.models import STATUSES, alert_deliveries, daemons
+from app.models import STATUSES, alert_deliveries, daemon_events, daemons
 from app.registry import expiry
 
 
@@ -30,7 +36,9 @@ class FleetCollector(Collector):
             ).order_by(daemons.c.daemon_id)
         ).all()
         up = GaugeMetricFamily(
-            "daemon_health_daemon_up", "1 while the daemon heartbeats within its TTL, else 0.", labels=["daemon_id"]
+            "daemon_health_daemon_up",
+            "1 while the daemon heartbeats within its TTL; 0 once expired, until it registers again.",
+            labels=["daemon_id"],
         )
         status = GaugeMetricFamily(
             "daemon_health_daemon_status",
@@ -56,6 +64,8 @@ class FleetCollector(Collector):
                 status.add_metric([row.daemon_id, name], 1.0 if row.status == name else 0.0)
             last_seen.add_metric([row.daemon_id], row.last_heartbeat.timestamp())
             tasks.add_metric([row.daemon_id], float(row.tasks_processed))
+        for daemon_id in self._reaped_while_down():
+            up.add_metric([daemon_id], 0.0)
         fleet = GaugeMetricFamily(
             "daemon_health_daemons", "Daemons in the registry, by state.", labels=["state"]
         )
@@ -63,6 +73,21 @@ class FleetCollector(Collector):
             fleet.add_metric([state], float(count))
         yield from (up, status, last_seen, tasks, fleet)
         yield self._deliveries()
+
+    def _reaped_while_down(self) -> list[str]:
+        """Daemons whose row is gone and whose last event says they went stale."""
+        e = daemon_events
+        return list(
+            self.conn.execute(
+                select(e.c.daemon_id)
+                .where(
+                    e.c.ended_at.is_(None),  # the daemon's last event (the one still open)
+                    e.c.kind == "stale",
+                    e.c.daemon_id.not_in(select(daemons.c.daemon_id)),
+                )
+                .order_by(e.c.daemon_id)
+            ).scalars()
+        )
 
     def _deliveries(self) -> Metric:
         family = GaugeMetricFamily(

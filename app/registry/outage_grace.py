@@ -9,8 +9,11 @@ within a TTL of it) gets one TTL of grace from now, the way Kubernetes' node
 controller and Healthchecks.io hold back after their own outages.
 
 Grace moves ``expires_at``, so the one expiry rule (expiry.py) covers it.
-The rule is active once a watcher has run (its first tick creates the row):
-without a watcher, a quiet fleet and a dead service look alike.
+The rule is active while a watcher runs: its first tick creates the row, and
+a watcher that stops cleanly deletes it (``sign_off``). Without a watcher
+nobody is bound to refresh the note — API traffic does so only while daemons
+send some — so an old note would show a quiet fleet as a dead service, grant
+grace to daemons that really died and delay their alerts.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from app.models import daemons, service_liveness, service_outages
 from app.registry import expiry
@@ -55,6 +58,15 @@ def observe(
         if not won or now - last <= ttl:
             return 0
         return _grant_grace(conn, lapse_began=last, now=now, ttl=ttl)
+
+
+def sign_off(conn: Connection) -> None:
+    """A watcher stops on purpose: the silence that follows is not an outage.
+
+    Another watcher still running makes the row again at its next tick.
+    """
+    with conn.begin():
+        conn.execute(delete(service_liveness).where(service_liveness.c.id == ROW_ID))
 
 
 def _grant_grace(conn: Connection, *, lapse_began: datetime, now: datetime, ttl: timedelta) -> int:
