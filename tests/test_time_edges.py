@@ -149,7 +149,12 @@ def test_a_period_reaching_off_the_calendar_is_400_naming_the_parameter(
     make_daemon()
     response = client.get(f"{path}?{query}", headers=HEADERS)
     assert response.status_code == 400, response.get_data(as_text=True)
-    assert list(response.get_json()["details"]) == [param]
+    details = response.get_json()["details"]
+    assert list(details) == [param]
+    if param == "window":
+        assert details[param].startswith("reaches back before 0001-01-02T00:00:00Z;")
+    else:
+        assert details[param] == RANGE_RULE
 
 
 @pytest.mark.parametrize(

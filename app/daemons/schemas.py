@@ -51,7 +51,12 @@ TIMESTAMP_RULE = "must be an ISO-8601 date-time with a time zone, e.g. 2026-01-2
 # a session time zone that is not UTC (then the driver cannot read it back).
 EARLIEST_TIMESTAMP = datetime(1, 1, 2, tzinfo=UTC)
 END_OF_TIMESTAMPS = datetime(9999, 12, 31, tzinfo=UTC)
-TIMESTAMP_RANGE_RULE = "must be from 0001-01-02T00:00:00Z up to, not including, 9999-12-31T00:00:00Z"
+# isoformat, not strftime: "%Y" drops year 1's leading zeros on glibc.
+EARLIEST_TIMESTAMP_TEXT = EARLIEST_TIMESTAMP.isoformat().replace("+00:00", "Z")
+TIMESTAMP_RANGE_RULE = (
+    f"must be from {EARLIEST_TIMESTAMP_TEXT} up to, not including, "
+    + END_OF_TIMESTAMPS.isoformat().replace("+00:00", "Z")
+)
 
 # Text no database here can hold: Postgres text and JSONB refuse U+0000, and an
 # unpaired surrogate (valid as a JSON escape such as "\ud800") is not UTF-8.
@@ -126,9 +131,7 @@ class HeartbeatIn(_Body):
     tasks_processed: int = Field(alias="tasksProcessed", ge=0, le=MAX_SAFE_INTEGER)
     current_task: Annotated[
         str, StringConstraints(max_length=256), AfterValidator(storable_text)
-    ] | None = Field(
-        default=None, alias="currentTask"
-    )
+    ] | None = Field(default=None, alias="currentTask")
     last_heartbeat: Timestamp = Field(alias="lastHeartbeat")
 
 

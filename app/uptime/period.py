@@ -7,7 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.daemons.schemas import EARLIEST_TIMESTAMP, TIMESTAMP_PATTERN, parse_timestamp
+from app.daemons.schemas import (
+    EARLIEST_TIMESTAMP,
+    EARLIEST_TIMESTAMP_TEXT,
+    TIMESTAMP_PATTERN,
+    parse_timestamp,
+)
 from app.errors import InvalidInput
 
 _WINDOW = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
@@ -16,10 +21,9 @@ MAX_PERIOD = timedelta(days=400)
 DEFAULT_WINDOW = "24h"
 WINDOW_RULE = "must be a number and a unit m, h or d (e.g. 1h, 24h, 7d, 30d), at most 400d"
 WINDOW_TOO_EARLY = (
-    f"reaches back before {EARLIEST_TIMESTAMP:%Y-%m-%dT%H:%M:%SZ}; choose a later to or a shorter window"
+    f"reaches back before {EARLIEST_TIMESTAMP_TEXT}; choose a later to or a shorter window"
 )
-# A query string decodes '+' to a space, so an unencoded +hh:mm offset arrives as " hh:mm".
-_PLUS_AS_SPACE = re.compile(TIMESTAMP_PATTERN.replace("[+-]", "[ -]"))
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 PLUS_AS_SPACE_RULE = (
     "has a space where its offset's '+' was: a query string reads '+' as a space, "
     "so encode it as %2B (e.g. 2026-01-25T12:00:00%2B01:00)"
@@ -49,8 +53,13 @@ def _timestamp(args: Mapping[str, str], param: str) -> datetime | None:
     try:
         return parse_timestamp(value)
     except ValueError as exc:
-        rule = PLUS_AS_SPACE_RULE if _PLUS_AS_SPACE.fullmatch(value) else str(exc)
+        rule = PLUS_AS_SPACE_RULE if _plus_decoded_as_space(value) else str(exc)
         raise _invalid(param, rule) from None
+
+
+def _plus_decoded_as_space(value: str) -> bool:
+    # A query string decodes '+' to a space, so an unencoded +hh:mm offset arrives as " hh:mm".
+    return " " in value and _TIMESTAMP.fullmatch(value.replace(" ", "+", 1)) is not None
 
 
 def parse_period(args: Mapping[str, str], *, now: datetime) -> Period:
