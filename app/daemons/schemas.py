@@ -66,7 +66,8 @@ STORABLE_TEXT_RULE = "must not contain U+0000 (NUL) or unpaired surrogates (U+D8
 
 def storable_text(value: str) -> str:
     """``value`` if every database can store it; a field error naming the rule otherwise."""
-    if _UNSTORABLE.search(value):
+    # An ASCII string (the usual case) can only hold NUL; isascii() costs nothing.
+    if "\x00" in value or (not value.isascii() and _UNSTORABLE.search(value)):
         raise PydanticCustomError("unstorable_text", STORABLE_TEXT_RULE)
     return value
 
@@ -88,7 +89,8 @@ def _to_utc(value: str) -> datetime:
         raise PydanticCustomError("timestamp", TIMESTAMP_RULE) from None
     except OverflowError:  # the offset moved it off the calendar
         raise PydanticCustomError("timestamp", TIMESTAMP_RANGE_RULE) from None
-    if not EARLIEST_TIMESTAMP <= utc < END_OF_TIMESTAMPS:
+    # The year test first: comparing aware datetimes is slow, and this runs per heartbeat.
+    if utc.year in (1, 9999) and not EARLIEST_TIMESTAMP <= utc < END_OF_TIMESTAMPS:
         raise PydanticCustomError("timestamp", TIMESTAMP_RANGE_RULE)
     return utc
 
