@@ -46,7 +46,7 @@ def _without(body: dict, field: str) -> dict:
         (registration(registeredAt="1700000000"), "registeredAt", "ISO-8601"),
         (registration(registeredAt=1700000000), "registeredAt", "must be a string"),
         (registration(registeredAt="2026-13-45T12:00:00Z"), "registeredAt", "ISO-8601"),
-        (registration(registeredAt="0001-01-01T00:00:00+01:00"), "registeredAt", "ISO-8601"),
+        (registration(registeredAt="0001-01-01T00:00:00+01:00"), "registeredAt", "must be from 0001-01-02"),
         (registration(registeredAt="yesterday"), "registeredAt", "ISO-8601"),
     ],
 )

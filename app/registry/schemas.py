@@ -7,6 +7,7 @@ more. Error wording is stable and names the field: clients show it to people.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -44,6 +45,30 @@ TIMESTAMP_PATTERN = (
 )
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 TIMESTAMP_RULE = "must be an ISO-8601 date-time with a time zone, e.g. 2026-01-25T12:00:00Z"
+# The calendar less a day at each end. A time within a day of either end can
+# leave the calendar when an offset is applied, or when Postgres renders it in
+# a session time zone that is not UTC (then the driver cannot read it back).
+EARLIEST_TIMESTAMP = datetime(1, 1, 2, tzinfo=UTC)
+END_OF_TIMESTAMPS = datetime(9999, 12, 31, tzinfo=UTC)
+# isoformat, not strftime: "%Y" drops year 1's leading zeros on glibc.
+EARLIEST_TIMESTAMP_TEXT = EARLIEST_TIMESTAMP.isoformat().replace("+00:00", "Z")
+TIMESTAMP_RANGE_RULE = (
+    f"must be from {EARLIEST_TIMESTAMP_TEXT} up to, not including, "
+    + END_OF_TIMESTAMPS.isoformat().replace("+00:00", "Z")
+)
+
+# Text no database here can hold: Postgres text and JSONB refuse U+0000, and an
+# unpaired surrogate (valid as a JSON escape such as "\ud800") is not UTF-8.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+STORABLE_TEXT_RULE = "must not contain U+0000 (NUL) or unpaired surrogates (U+D800 to U+DFFF)"
+
+
+def storable_text(value: str) -> str:
+    """``value`` if every database can store it; a field error naming the rule otherwise."""
+    # An ASCII string (the usual case) can only hold NUL; isascii() costs nothing.
+    if "\x00" in value or (not value.isascii() and _UNSTORABLE.search(value)):
+        raise PydanticCustomError("unstorable_text", STORABLE_TEXT_RULE)
+    return value
 
 
 class InvalidInput(ValueError):
@@ -56,17 +81,26 @@ class InvalidInput(ValueError):
 
 
 def parse_timestamp(value: str) -> datetime:
-    """An RFC 3339 timestamp with an offset, as aware UTC; ValueError otherwise."""
-    if not _TIMESTAMP.match(value):
+    """An RFC 3339 timestamp with an offset, as aware UTC; ValueError naming the broken rule otherwise."""
+    if not _TIMESTAMP.fullmatch(value):
         raise ValueError(TIMESTAMP_RULE)
-    return _to_utc(value)
+    try:
+        return _to_utc(value)
+    except PydanticCustomError as exc:
+        raise ValueError(exc.message()) from None
 
 
 def _to_utc(value: str) -> datetime:
     try:
-        return datetime.fromisoformat(value).astimezone(UTC)
-    except (ValueError, OverflowError):
+        utc = datetime.fromisoformat(value).astimezone(UTC)
+    except ValueError:
         raise PydanticCustomError("timestamp", TIMESTAMP_RULE) from None
+    except OverflowError:  # the offset moved it off the calendar
+        raise PydanticCustomError("timestamp", TIMESTAMP_RANGE_RULE) from None
+    # The year test first: comparing aware datetimes is slow, and this runs per heartbeat.
+    if utc.year in (1, 9999) and not EARLIEST_TIMESTAMP <= utc < END_OF_TIMESTAMPS:
+        raise PydanticCustomError("timestamp", TIMESTAMP_RANGE_RULE)
+    return utc
 
 
 def _not_reserved(value: str) -> str:
@@ -86,7 +120,7 @@ Timestamp = Annotated[
     StringConstraints(pattern=TIMESTAMP_PATTERN),
     AfterValidator(_to_utc),
 ]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(storable_text)]
 
 
 class _Body(BaseModel):
@@ -105,9 +139,9 @@ class HeartbeatIn(_Body):
     daemon_id: DaemonId = Field(alias="daemonId")
     status: Status
     tasks_processed: int = Field(alias="tasksProcessed", ge=0, le=MAX_SAFE_INTEGER)
-    current_task: Annotated[str, StringConstraints(max_length=256)] | None = Field(
-        default=None, alias="currentTask"
-    )
+    current_task: Annotated[
+        str, StringConstraints(max_length=256), AfterValidator(storable_text)
+    ] | None = Field(default=None, alias="currentTask")
     last_heartbeat: Timestamp = Field(alias="lastHeartbeat")
 
 
@@ -119,7 +153,24 @@ def parse_body(model: type[Body], raw: bytes) -> Body:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
+        if exc.errors()[0]["type"] != "json_invalid":
+            raise _body_error(exc) from None
+    # pydantic's parser refuses escaped unpaired surrogates ("\ud800") although
+    # JSON's grammar allows them. Only then, parse again with the standard
+    # library, so that the answer names the field instead of blaming the JSON.
+    data = _standard_json(raw)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
         raise _body_error(exc) from None
+
+
+def _standard_json(raw: bytes) -> Any:
+    try:
+        # Strict UTF-8: a surrogate may arrive escaped, never as raw bytes.
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        raise InvalidInput("Request body is not valid JSON") from None
 
 
 def _body_error(exc: ValidationError) -> InvalidInput:
@@ -148,8 +199,10 @@ def _describe(error: Any) -> str:
         return "is required"
     if kind == "string_pattern_mismatch":
         return DAEMON_ID_RULE if loc[-1] == "daemonId" else TIMESTAMP_RULE
-    if kind in ("timestamp", "reserved"):
+    if kind in ("timestamp", "reserved", "unstorable_text"):
         return error["msg"]
+    if kind == "string_unicode":  # pydantic's own refusal of an unpaired surrogate
+        return STORABLE_TEXT_RULE
     messages = {
         "int_type": "must be an integer",
         "string_type": "must be a string",

@@ -7,13 +7,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.registry.schemas import TIMESTAMP_RULE, InvalidInput, parse_timestamp
+from app.registry.schemas import (
+    EARLIEST_TIMESTAMP,
+    EARLIEST_TIMESTAMP_TEXT,
+    TIMESTAMP_PATTERN,
+    InvalidInput,
+    parse_timestamp,
+)
 
 _WINDOW = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 MAX_PERIOD = timedelta(days=400)
 DEFAULT_WINDOW = "24h"
 WINDOW_RULE = "must be a number and a unit m, h or d (e.g. 1h, 24h, 7d, 30d), at most 400d"
+WINDOW_TOO_EARLY = (
+    f"reaches back before {EARLIEST_TIMESTAMP_TEXT}; choose a later to or a shorter window"
+)
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
+PLUS_AS_SPACE_RULE = (
+    "has a space where its offset's '+' was: a query string reads '+' as a space, "
+    "so encode it as %2B (e.g. 2026-01-25T12:00:00%2B01:00)"
+)
 
 
 @dataclass(frozen=True)
@@ -35,10 +49,17 @@ def _invalid(param: str, message: str) -> InvalidInput:
 def _timestamp(args: Mapping[str, str], param: str) -> datetime | None:
     if param not in args:
         return None
+    value = args[param]
     try:
-        return parse_timestamp(args[param])
-    except ValueError:
-        raise _invalid(param, TIMESTAMP_RULE) from None
+        return parse_timestamp(value)
+    except ValueError as exc:
+        rule = PLUS_AS_SPACE_RULE if _plus_decoded_as_space(value) else str(exc)
+        raise _invalid(param, rule) from None
+
+
+def _plus_decoded_as_space(value: str) -> bool:
+    # A query string decodes '+' to a space, so an unencoded +hh:mm offset arrives as " hh:mm".
+    return " " in value and _TIMESTAMP.fullmatch(value.replace(" ", "+", 1)) is not None
 
 
 def parse_period(args: Mapping[str, str], *, now: datetime) -> Period:
@@ -48,12 +69,14 @@ def parse_period(args: Mapping[str, str], *, now: datetime) -> Period:
     end = _timestamp(args, "to") or now
     start = _timestamp(args, "from")
     if start is None:
-        match = _WINDOW.match(args.get("window", DEFAULT_WINDOW))
+        match = _WINDOW.fullmatch(args.get("window", DEFAULT_WINDOW))
         if not match:
             raise _invalid("window", WINDOW_RULE)
         length = timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
         if length > MAX_PERIOD:
             raise _invalid("window", WINDOW_RULE)
+        if length > end - EARLIEST_TIMESTAMP:
+            raise _invalid("window", WINDOW_TOO_EARLY)
         start = end - length
     if start >= end:
         raise _invalid("from", "must be before to")
