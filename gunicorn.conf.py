@@ -1,9 +1,12 @@
 """Gunicorn settings; every value can be overridden from the environment."""
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from gunicorn import util
 
 _OWN_METRICS_DIR_PREFIX = "daemon-health-metrics-"
 
@@ -39,6 +42,29 @@ def on_starting(server):
             storage,
             server.cfg.workers,
         )
+
+
+def post_fork(server, worker):
+    # A request gunicorn cannot parse (a bad request line or header, a header or URL
+    # over its limits, Content-Length beside Transfer-Encoding) never reaches the app:
+    # the worker answers it through util.write_error, with an HTML page. Answer it in
+    # the API's {"error": ...} shape instead, with the same status.
+    if not callable(getattr(util, "write_error", None)):
+        raise RuntimeError("gunicorn.util.write_error is gone: update post_fork in gunicorn.conf.py")
+    util.write_error = _write_json_error
+
+
+def _write_json_error(sock, status_int, reason, mesg):
+    message = f"{reason}: {mesg}" if mesg else reason
+    body = json.dumps({"error": message}).encode() + b"\n"
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\n"
+        "Connection: close\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
 def child_exit(server, worker):
