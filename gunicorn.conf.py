@@ -25,13 +25,24 @@ accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 
 
+# The master imports the app before it opens the port, and each worker starts as a
+# fork of it. Without this the port accepts connections while the workers are still
+# importing the app (seconds on a busy host): in a rolling restart, nginx would send
+# requests to an instance that cannot answer them yet instead of to the other one.
+# The app opens its database and Redis connections lazily, in each worker. (Workers
+# restarted with SIGHUP keep the master's code: deploy new code with a restart.)
+preload_app = True
+
+# Request metrics are shared across workers through files in this folder. It is set
+# when gunicorn reads this file, before the master imports the app (preload_app).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_OWN_METRICS_DIR_PREFIX)
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
+
 def on_starting(server):
-    # Request metrics are shared across workers through files in this folder. It is
-    # set here, in the master before any worker imports the app, and starts empty.
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_OWN_METRICS_DIR_PREFIX)
+    # The folder starts empty: no counts from an earlier run of the service.
     metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    metrics_dir.mkdir(parents=True, exist_ok=True)
     for leftover in metrics_dir.glob("*.db"):
         leftover.unlink()
     storage = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
