@@ -6,6 +6,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import cli, limiter
+from app.http.body_limit import BodyLimit
 from app.clock import Clock
 from app.http import context, errors, request_metrics
 from app.http.converters import DaemonIdConverter
@@ -36,6 +37,7 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
         # Only ProxyFix reads X-Forwarded-For, and only the configured number of hops.
         hops = settings.trusted_proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+    app.wsgi_app = BodyLimit(app.wsgi_app, settings.max_content_length)
 
     errors.init_app(app)
     cli.init_app(app)

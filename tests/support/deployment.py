@@ -72,7 +72,7 @@ def _substitute(text: str, pattern: str, replacement: Any, what: str, *, flags: 
 def render_shipped_server_config(
     *, listen: str, upstreams: Sequence[str], directives: Mapping[str, str] | None = None
 ) -> str:
-    """deploy/nginx.conf with only the listen address and the upstream servers replaced.
+    """deploy/nginx.conf with only the listen address and the upstream servers' addresses replaced.
 
     ``directives`` replaces the value of directives that occur exactly once in the
     file (e.g. shorter client timeouts, to keep a test short). Everything else —
@@ -82,13 +82,14 @@ def render_shipped_server_config(
     text = _substitute(text, r"^(\s*)listen\s+80\s*;", rf"\g<1>listen {listen};", "'listen 80;'")
 
     def servers(match: re.Match[str]) -> str:
-        indent = match.group(1)
-        return "\n".join(f"{indent}server {upstream};" for upstream in upstreams)
+        indent, parameters = match.group(1), match.group(2)  # e.g. " max_fails=0", kept
+        return "\n".join(f"{indent}server {upstream}{parameters};" for upstream in upstreams)
 
     upstream_block = re.search(r"^upstream\s+daemon_health\s*\{.*?^\}", text, flags=re.M | re.S)
     assert upstream_block, "deploy/nginx.conf: no 'upstream daemon_health { ... }' block"
-    block = _substitute(upstream_block.group(0), r"^([ \t]*)server\s+127\.0\.0\.1:8000\s*;",
-                        servers, "active 'server 127.0.0.1:8000;' in the upstream")
+    block = _substitute(upstream_block.group(0),
+                        r"^([ \t]*)server\s+127\.0\.0\.1:8000((?:\s+[^\s;]+)*)\s*;",
+                        servers, "active 'server 127.0.0.1:8000 ...;' in the upstream")
     text = text[: upstream_block.start()] + block + text[upstream_block.end():]
     for directive, value in (directives or {}).items():
         text = _substitute(text, rf"^(\s*){re.escape(directive)}\s+[^;]*;",
