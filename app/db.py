@@ -6,21 +6,32 @@ own pool after the fork instead of sharing sockets inherited from the master.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask, current_app, g
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from app.db_breaker import CircuitBreaker
+from app.db_deadlines import bound_every_call
+
+log = logging.getLogger(__name__)
 
 EXTENSION_KEY = "daemon_health_db"
 
 
-def build_engine(url: str, *, timeout: int) -> Engine:
-    """An engine tuned to fail fast: a dead database must not hang requests."""
+def build_engine(url: str, *, timeout: int, on_timeout: Callable[[], None] = lambda: None) -> Engine:
+    """An engine tuned to fail fast: a dead or silent database must not hang requests.
+
+    ``on_timeout`` runs when a Postgres call ran out of time (see app/db_deadlines.py).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, timeout=timeout)
-    return create_engine(
+    engine = create_engine(
         url,
         # No pool_pre_ping: it costs a round trip per request. A dropped
         # connection fails one request with a 503 and SQLAlchemy then
@@ -34,6 +45,8 @@ def build_engine(url: str, *, timeout: int) -> Engine:
             "options": f"-c statement_timeout={timeout * 1000}",
         },
     )
+    bound_every_call(engine, seconds=timeout, on_timeout=on_timeout)
+    return engine
 
 
 def _sqlite_engine(url: str, *, timeout: int) -> Engine:
@@ -65,12 +78,18 @@ class Database:
         self.url = url
         self.timeout = timeout
         self._engine: Engine | None = None
+        self.breaker = CircuitBreaker(probe=self._probe)
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = build_engine(self.url, timeout=self.timeout)
+            self._engine = build_engine(self.url, timeout=self.timeout,
+                                        on_timeout=self.breaker.trip)
         return self._engine
+
+    def _probe(self) -> None:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -92,11 +111,19 @@ def database(app: Flask | None = None) -> Database:
 def connection() -> Connection:
     """The request's connection, opened on first use and closed at teardown."""
     if "db_connection" not in g:
-        g.db_connection = database().engine.connect()
+        db = database()
+        db.breaker.check()  # a database known not to answer gets no new request
+        g.db_connection = db.engine.connect()
     return g.db_connection
 
 
 def _close_connection(_exc: BaseException | None) -> None:
     conn = g.pop("db_connection", None)
     if conn is not None:
-        conn.close()
+        try:
+            conn.close()
+        except DBAPIError as exc:
+            # The answer is made; only ending the transaction failed (the
+            # database went away meanwhile), and the connection is discarded.
+            log.warning("database lost while closing a request's connection: %s",
+                        type(exc.orig).__name__)

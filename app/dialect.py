@@ -31,7 +31,9 @@ def lone_statement(conn: Connection) -> Iterator[None]:
     finally:
         if conn.in_transaction():
             conn.rollback()
-        conn.execution_options(isolation_level=conn.default_isolation_level)
+        # A lost connection took its settings with it; restoring them would reconnect.
+        if not conn.invalidated:
+            conn.execution_options(isolation_level=conn.default_isolation_level)
 
 
 def _insert(conn: Connection, table: Table):
