@@ -91,12 +91,14 @@ class Watchdog:
             if self._armed.get(guard) is not deadline:
                 return  # the call ended (or a later one began) since we looked
             del self._armed[guard]
+            log.warning("database call still waiting after %.1fs: connection cut off",
+                        guard.seconds)
+            # Before the cut, so that whoever sees the call fail finds the breaker open.
+            try:
+                guard.on_timeout()
+            except Exception:  # noqa: BLE001 - the watchdog must outlive any callback
+                log.exception("database timeout callback failed")
             _shut_down(guard.fd)
-        log.warning("database call still waiting after %.1fs: connection cut off", guard.seconds)
-        try:
-            guard.on_timeout()
-        except Exception:  # noqa: BLE001 - the watchdog must outlive any callback
-            log.exception("database timeout callback failed")
 
 
 def _shut_down(fd: int) -> None:
