@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 EXTENSION_KEY = "daemon_health_db"
 
 
-def build_engine(url: str, *, timeout: int, on_timeout: Callable[[], None] = lambda: None) -> Engine:
+def build_engine(
+    url: str, *, timeout: int, on_timeout: Callable[[], None] = lambda: None
+) -> Engine:
     """An engine tuned to fail fast: a dead or silent database must not hang requests.
 
     ``on_timeout`` runs when a Postgres call ran out of time (see app/db_deadlines.py).

@@ -15,7 +15,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import bindparam, create_engine, text, update
+from sqlalchemy import bindparam, create_engine, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from app import create_app
