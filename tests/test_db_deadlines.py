@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from app import create_app
 from app.daemons import service
 from app.daemons.schemas import RegistrationIn
-from app.db import build_engine, database
+from app.db import build_engine, connection, database
 from app.db_breaker import CircuitBreaker, DatabaseUnavailable
 from app.db_deadlines import GRACE_SECONDS, CallGuard, Watchdog
 from app.lone_update import LoneUpdate
@@ -204,3 +204,20 @@ def test_no_pooled_connection_within_the_timeout_is_a_503(pg_engine, postgres_da
     assert response.get_json() == {"error": "Database unavailable; retry shortly"}
     assert response.headers["Retry-After"].isdigit()
     assert 1 <= waited < 2, waited
+
+
+def test_a_connection_lost_after_the_answer_does_not_turn_it_into_an_error(
+    pg_engine, postgres_database, caplog
+):
+    # The request's transaction is still open at teardown (reads end that way);
+    # the database goes away before the rollback that closes it.
+    app = create_app(Settings(database_url=postgres_database, admin_api_keys=(API_KEY,)))
+    try:
+        with app.app_context():
+            pid = connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with pg_engine.connect() as admin:
+                admin.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+                admin.commit()
+    finally:
+        database(app).dispose()
+    assert "database lost while closing a request's connection" in caplog.text
