@@ -84,7 +84,10 @@ class Watchdog:
             # A copy, because request threads arm and disarm meanwhile.
             for guard, deadline in self._armed.copy().items():
                 if deadline <= now:
-                    self._cut(guard, deadline)
+                    try:
+                        self._cut(guard, deadline)
+                    except Exception:  # noqa: BLE001 - without this thread nothing is bounded
+                        log.exception("database watchdog failed to cut off a call")
 
     def _cut(self, guard: CallGuard, deadline: float) -> None:
         with self._lock:
@@ -166,7 +169,8 @@ class BoundedConnection(psycopg.Connection):
 def bound_every_call(engine: Engine, *, seconds: float, on_timeout: Callable[[], None]) -> None:
     """Open ``engine``'s connections as BoundedConnections; a call may wait ``seconds``.
 
-    ``on_timeout`` runs when a call or a connection attempt ran out of time.
+    ``on_timeout`` runs when a call or a connection attempt ran out of time;
+    it must not wait on the database (the watchdog calls it holding its lock).
     The URL's ``connect_timeout`` bounds connecting.
     """
 
