@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from flask import Flask, current_app, g
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from app.clock import Clock, SystemClock
 from app.store.engine import Database
@@ -14,6 +16,8 @@ from config import Settings
 SETTINGS_KEY = "daemon_health_settings"
 CLOCK_KEY = "daemon_health_clock"
 DATABASE_KEY = "daemon_health_db"
+
+log = logging.getLogger(__name__)
 
 
 def init_app(app: Flask, settings: Settings, clock: Clock | None) -> None:
@@ -51,11 +55,19 @@ def _forget_now() -> None:
 def connection() -> Connection:
     """The request's connection, opened on first use and closed at teardown."""
     if "db_connection" not in g:
-        g.db_connection = database().engine.connect()
+        db = database()
+        db.breaker.check()  # a database known not to answer gets no new request
+        g.db_connection = db.engine.connect()
     return g.db_connection
 
 
 def _close_connection(_exc: BaseException | None) -> None:
     conn = g.pop("db_connection", None)
     if conn is not None:
-        conn.close()
+        try:
+            conn.close()
+        except DBAPIError as exc:
+            # The answer is made; only ending the transaction failed (the
+            # database went away meanwhile), and the connection is discarded.
+            log.warning("database lost while closing a request's connection: %s",
+                        type(exc.orig).__name__)

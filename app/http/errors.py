@@ -12,9 +12,11 @@ import uuid
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from app.registry.schemas import InvalidInput
+from app.store.breaker import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,17 @@ def handle_database_unavailable(exc: DBAPIError) -> Response:
     if not isinstance(exc, OperationalError) and not exc.connection_invalidated:
         return handle_unexpected(exc)
     log.warning("database unavailable (request %s): %s", request_id(), type(exc.orig).__name__)
+    return database_unavailable()
+
+
+def handle_pool_timeout(_exc: PoolTimeout) -> Response:
+    log.warning("database unavailable (request %s): no pooled connection in time", request_id())
+    return database_unavailable()
+
+
+def database_unavailable(_exc: DatabaseUnavailable | None = None) -> Response:
+    # Also the breaker's answer, unlogged: it comes at once, for every request
+    # while the database is silent (the breaker logs its own changes).
     response = error_response(503, "Database unavailable; retry shortly")
     response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
     return response
@@ -95,4 +108,6 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(InvalidInput, handle_invalid_input)
     app.register_error_handler(DBAPIError, handle_database_unavailable)
+    app.register_error_handler(PoolTimeout, handle_pool_timeout)
+    app.register_error_handler(DatabaseUnavailable, database_unavailable)
     app.register_error_handler(Exception, handle_unexpected)

@@ -93,7 +93,9 @@ class PostgresBackend(Backend):
         finally:
             if conn.in_transaction():
                 conn.rollback()
-            conn.execution_options(isolation_level=conn.default_isolation_level)
+            # A lost connection took its settings with it; restoring them would reconnect.
+            if not conn.invalidated:
+                conn.execution_options(isolation_level=conn.default_isolation_level)
 
     def run_lone_update(self, conn: Connection, update: LoneUpdate, params: Mapping[str, Any]) -> int:
         # SQLAlchemy's per-call work costs more CPU than the round trip, so the

@@ -6,18 +6,27 @@ own pool after the fork instead of sharing sockets inherited from the master.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from app.store.breaker import CircuitBreaker
+from app.store.deadlines import bound_every_call
 
-def build_engine(url: str, *, timeout: int) -> Engine:
-    """An engine tuned to fail fast: a dead database must not hang requests."""
+
+def build_engine(
+    url: str, *, timeout: int, on_timeout: Callable[[], None] = lambda: None
+) -> Engine:
+    """An engine tuned to fail fast: a dead or silent database must not hang requests.
+
+    ``on_timeout`` runs when a Postgres call ran out of time (see app/store/deadlines.py).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, timeout=timeout)
-    return create_engine(
+    engine = create_engine(
         url,
         # No pool_pre_ping: it costs a round trip per request. A dropped
         # connection fails one request with a 503 and SQLAlchemy then
@@ -31,6 +40,8 @@ def build_engine(url: str, *, timeout: int) -> Engine:
             "options": f"-c statement_timeout={timeout * 1000}",
         },
     )
+    bound_every_call(engine, seconds=timeout, on_timeout=on_timeout)
+    return engine
 
 
 def _sqlite_engine(url: str, *, timeout: int) -> Engine:
@@ -62,12 +73,18 @@ class Database:
         self.url = url
         self.timeout = timeout
         self._engine: Engine | None = None
+        self.breaker = CircuitBreaker(probe=self._probe)
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = build_engine(self.url, timeout=self.timeout)
+            self._engine = build_engine(self.url, timeout=self.timeout,
+                                        on_timeout=self.breaker.trip)
         return self._engine
+
+    def _probe(self) -> None:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     def dispose(self) -> None:
         if self._engine is not None:
