@@ -6,7 +6,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import clock as clocks
-from app import cli, db, errors, limiter, liveness
+from app import auth, cli, db, errors, limiter, liveness
 from app.clock import Clock
 from app.daemons.converters import DaemonIdConverter
 from app.daemons.routes import PROBE_KEY
@@ -40,12 +40,10 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     errors.init_app(app)
     cli.init_app(app)
     db.init_app(app)
-    limiter.init_app(app, daemons_bp, uptime_bp, fleet_bp)
+    rate_limit = limiter.init_app(app)
     request_metrics.init_app(app)
-    app.register_blueprint(metrics_bp)
+    # Every blueprint whose endpoints take a key, in one place: key check and rate limit.
+    auth.register_keyed(app, rate_limit, metrics_bp, fleet_bp, uptime_bp, daemons_bp)
     app.register_blueprint(openapi_bp)
-    app.register_blueprint(fleet_bp)
-    app.register_blueprint(uptime_bp)
-    app.register_blueprint(daemons_bp)
     app.register_blueprint(dashboard_bp)
     return app

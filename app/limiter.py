@@ -1,171 +1,96 @@
-"""Rate limiting shared by every admin endpoint, counted per client address.
+"""Rate limits on every keyed endpoint, enforced by Flask-Limiter.
 
-It runs as an app-level ``before_request`` hook, so it counts before the
-blueprint's authentication: guessing keys is throttled like any other call.
+One shared limit covers every keyed blueprint (app/auth.py registers them), in
+one of three buckets chosen per request:
 
-The counting is fixed windows in the ``limits`` library's storage (Redis, or
-memory), claimed a few requests at a time (app/rate_leases.py). Flask-Limiter,
-which wraps ``limits``, cost about 0.25 ms of CPU per request on the heartbeat
-path (re-resolving and filtering its limit objects every time) for features
-this service does not use, and its storage-fallback message went to a logger
-with no handler. What it did for us is here: one shared limit, a 429 JSON with
-``Retry-After``, and a fallback to per-process counters while the shared
-storage is unreachable.
+- a valid daemon key: its own bucket, DAEMON_RATE_LIMIT per key, wherever its
+  daemons are, so daemons behind one NAT do not share one address's limit;
+- a valid read or metrics key: READ_RATE_LIMIT per client address;
+- the admin key, and every request without a valid key: ADMIN_RATE_LIMIT per
+  client address, so guessing keys spends the same budget as using one.
+
+Counting is Flask-Limiter's fixed window in RATELIMIT_STORAGE_URI. A Redis URL
+is served by the claims storage (app/rate_leases.py, scheme ``claims+redis``),
+which counts a busy client's requests a few per Redis call and exactly below
+200 per window. While the storage is unreachable Flask-Limiter counts per
+process in memory (RATELIMIT_IN_MEMORY_FALLBACK_ENABLED) and asks the storage
+again with a growing pause; both changes are logged by its ``flask-limiter``
+logger, which wsgi.py sends to gunicorn's log.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import partial
 
 from flask import Blueprint, Flask, Response, request
-from limits import RateLimitItem, parse_many
-from limits.errors import StorageError
-from limits.storage import MemoryStorage, Storage, storage_from_string
-from redis import ConnectionPool, RedisError
+from flask_limiter import Limiter, RateLimitExceeded
 
+from app import rate_leases
+from app.auth import DAEMON, METRICS, READ, current_caller
 from app.errors import error_response
-from app.rate_leases import LeasedWindows
 
-SCOPE = "admin"
+LOGGER_NAME = "flask-limiter"
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
-# A dead Redis must answer fast: one second to connect or to reply. One
-# connection per process: redis-py's pool would check a pooled connection's
-# health with extra system calls before every command.
-REDIS_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1, "single_connection_client": True}
-# While on the fallback, each process asks the shared storage again after 1 s,
-# then 2, 4 and at most 8 s: a blackholed Redis costs one request in 8 s a
-# one-second wait, and a returning one is used again within 8 s.
-FIRST_RETRY_SECONDS = 1.0
-LAST_RETRY_SECONDS = 8.0
-
-log = logging.getLogger(__name__)
+# Which bucket (limit and scope) each kind of caller counts in; None: no valid key.
+BUCKETS = {DAEMON: "daemon", READ: "read", METRICS: "read"}
+ADMIN_BUCKET = "admin"
 
 
-class AdminRateLimit:
-    """The admin limit of one process: shared storage first, memory while it is down."""
-
-    def __init__(
-        self,
-        limits: Iterable[RateLimitItem],
-        connect: Callable[[], Storage],
-        *,
-        key_prefix: str,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.limits = tuple(limits)
-        self.key_prefix = key_prefix
-        self._connect = connect
-        self._shared: LeasedWindows | None = None
-        self._fallback: LeasedWindows | None = None
-        self._monotonic = monotonic
-        self._retry_at = 0.0
-        self._retry_delay = FIRST_RETRY_SECONDS
-        self._lock = threading.Lock()
-
-    @property
-    def on_fallback(self) -> bool:
-        return self._fallback is not None
-
-    def breached(self, address: str) -> tuple[RateLimitItem, int] | None:
-        """Count one request from ``address``; the limit it broke and seconds to wait, or None."""
-        identifiers = (self.key_prefix, address, SCOPE)
-        try:
-            return _first_breach(self._counter(), self.limits, identifiers)
-        except StorageError as exc:
-            return _first_breach(self._fall_back(exc), self.limits, identifiers)
-
-    def _counter(self) -> LeasedWindows:
-        fallback = self._fallback
-        if fallback is None:
-            return self._shared_counter()
-        with self._lock:
-            if self._monotonic() < self._retry_at:
-                return fallback
-            # One thread asks; the others stay on the fallback meanwhile instead
-            # of queueing behind it for a dead Redis' one-second timeout.
-            self._retry_at = self._monotonic() + LAST_RETRY_SECONDS
-        if self._shared_reachable():
-            with self._lock:
-                self._fallback = None
-                self._retry_delay = FIRST_RETRY_SECONDS
-            log.warning("Rate limit storage is reachable again: the limit is shared once more")
-            return self._shared_counter()
-        with self._lock:
-            self._retry_delay = min(self._retry_delay * 2, LAST_RETRY_SECONDS)
-            self._retry_at = self._monotonic() + self._retry_delay
-        return fallback
-
-    def _shared_counter(self) -> LeasedWindows:
-        # Connected on first use: in each gunicorn worker after the fork, and
-        # never by CLI commands that do not serve requests.
-        if self._shared is None:
-            try:
-                self._shared = LeasedWindows(self._connect(), monotonic=self._monotonic)
-            except RedisError as exc:
-                raise StorageError(exc) from exc
-        return self._shared
-
-    def _shared_reachable(self) -> bool:
-        try:
-            return self._shared_counter().storage.check()
-        except StorageError:
-            return False
-
-    def _fall_back(self, exc: StorageError) -> LeasedWindows:
-        with self._lock:
-            if self._fallback is None:
-                self._fallback = LeasedWindows(MemoryStorage(), monotonic=self._monotonic)
-                log.warning(
-                    "Rate limit storage unreachable (%s): counting per process until it is back",
-                    exc,
-                )
-            self._retry_at = self._monotonic() + self._retry_delay
-            return self._fallback
+def _bucket() -> str:
+    return BUCKETS.get(current_caller().kind, ADMIN_BUCKET)  # type: ignore[arg-type]
 
 
-def _first_breach(
-    counter: LeasedWindows, limits: tuple[RateLimitItem, ...], identifiers: tuple[str, ...]
-) -> tuple[RateLimitItem, int] | None:
-    for limit in limits:
-        wait = counter.hit(limit, limit.key_for(*identifiers))
-        if wait is not None:
-            return limit, max(1, math.ceil(wait))
-    return None
+def _bucket_key() -> str:
+    caller = current_caller()
+    if caller.kind == DAEMON:
+        return f"key-{caller.fingerprint}"
+    # REMOTE_ADDR, which ProxyFix has already set from X-Forwarded-For
+    # when (and only when) proxies are trusted.
+    return request.remote_addr or "unknown"
 
 
-def _too_many_requests(limit: RateLimitItem, retry_after: int) -> Response:
-    response = error_response(429, f"Rate limit exceeded ({limit}); retry later")
-    response.headers["Retry-After"] = str(retry_after)
+class _PerRequestBreaches(logging.Filter):
+    """Drop Flask-Limiter's line for each refused request: logs grow with events, not traffic."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.msg.startswith("ratelimit ")
+
+
+def _too_many_requests(limiter: Limiter, exc: RateLimitExceeded) -> Response:
+    response = error_response(429, f"Rate limit exceeded ({exc.limit.limit}); retry later")
+    current = limiter.current_limit
+    reset_at = current.reset_at if current is not None else time.time() + exc.limit.limit.get_expiry()
+    # Whole seconds, rounded up: never tells a client to come back too early.
+    response.headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
     return response
 
 
-def init_app(app: Flask, *blueprints: Blueprint) -> None:
-    uri = app.config["RATELIMIT_STORAGE_URI"]
-    if uri.startswith(REDIS_SCHEMES):
-        # A malformed URL stops the boot, not every request.
-        ConnectionPool.from_url(uri.replace("redis+unix://", "unix://", 1))
-        connect = partial(storage_from_string, uri, wrap_exceptions=True, **REDIS_OPTIONS)
-    else:
-        storage = storage_from_string(uri, wrap_exceptions=True)
-        connect = lambda: storage  # noqa: E731
-    rate_limit = AdminRateLimit(
-        parse_many(app.config["ADMIN_RATE_LIMIT"]),
-        connect,
-        key_prefix=app.config["RATELIMIT_KEY_PREFIX"],
+def storage_uri(uri: str) -> str:
+    """The storage Flask-Limiter uses for RATELIMIT_STORAGE_URI: Redis through claims."""
+    return rate_leases.CLAIMS_PREFIX + uri if uri.startswith(REDIS_SCHEMES) else uri
+
+
+def init_app(app: Flask) -> Callable[[Blueprint], None]:
+    """Install Flask-Limiter on ``app``; returns what puts the shared limit on a blueprint."""
+    config = app.config
+    limiter = Limiter(
+        key_func=_bucket_key, storage_uri=storage_uri(config["RATELIMIT_STORAGE_URI"])
     )
-    limited = frozenset(blueprint.name for blueprint in blueprints)
-
-    def check() -> Response | None:
-        if request.blueprint not in limited:
-            return None
-        # REMOTE_ADDR, which ProxyFix has already set from X-Forwarded-For
-        # when (and only when) proxies are trusted.
-        breach = rate_limit.breached(request.remote_addr or "unknown")
-        return _too_many_requests(*breach) if breach is not None else None
-
-    app.before_request(check)
+    limiter.init_app(app)
+    app.register_error_handler(RateLimitExceeded, partial(_too_many_requests, limiter))
+    log = logging.getLogger(LOGGER_NAME)
+    log.setLevel(logging.INFO)  # "Rate limit storage recovered" is an INFO line
+    if not any(isinstance(f, _PerRequestBreaches) for f in log.filters):
+        log.addFilter(_PerRequestBreaches())
+    limits = {
+        ADMIN_BUCKET: config["ADMIN_RATE_LIMIT"],
+        "daemon": config["DAEMON_RATE_LIMIT"],
+        "read": config["READ_RATE_LIMIT"],
+    }
+    return limiter.shared_limit(
+        lambda: limits[_bucket()], scope=lambda _endpoint: _bucket(), key_func=_bucket_key
+    )

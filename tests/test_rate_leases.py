@@ -9,8 +9,7 @@ import pytest
 from limits import parse
 from limits.storage import storage_from_string
 
-from app.limiter import REDIS_OPTIONS
-from app.rate_leases import LEASE_SECONDS, MAX_CLAIM, LeasedWindows
+from app.rate_leases import LEASE_SECONDS, MAX_CLAIM, REDIS_OPTIONS, LeasedWindows
 
 from tests.conftest import Ticker
 from tests.gunicorn_support import delete_redis_keys, redis_url  # noqa: F401 - fixture

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from app.auth import require_api_key
 from app.clock import now
 from app.db import connection
 from app.errors import InvalidInput
 from app.fleet import queries
 
 bp = Blueprint("fleet", __name__, url_prefix="/api")
-bp.before_request(require_api_key)
 
 
 def _int_param(name: str, default: int, *, minimum: int, maximum: int) -> int:
