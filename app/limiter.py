@@ -63,7 +63,8 @@ class _PerRequestBreaches(logging.Filter):
 def _too_many_requests(limiter: Limiter, exc: RateLimitExceeded) -> Response:
     response = error_response(429, f"Rate limit exceeded ({exc.limit.limit}); retry later")
     current = limiter.current_limit
-    reset_at = current.reset_at if current is not None else time.time() + exc.limit.limit.get_expiry()
+    # window[0]: when the window ends, to the fraction (RequestLimit.reset_at adds a second).
+    reset_at = current.window[0] if current is not None else time.time() + exc.limit.limit.get_expiry()
     # Whole seconds, rounded up: never tells a client to come back too early.
     response.headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
     return response
