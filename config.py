@@ -37,7 +37,11 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     admin_api_keys: tuple[str, ...] = ()
     daemon_ttl_seconds: int = 60
+    daemon_api_keys: tuple[str, ...] = ()
+    read_api_keys: tuple[str, ...] = ()
     admin_rate_limit: str = "600 per minute"
+    daemon_rate_limit: str = "120 per minute"
+    read_rate_limit: str = "300 per minute"
     ratelimit_storage_uri: str = "memory://"
     ratelimit_key_prefix: str = "daemon-health"
     trusted_proxy_hops: int = 0
@@ -58,9 +62,18 @@ class Settings:
             "DATABASE_URL": self.database_url,
             "ADMIN_API_KEYS": self.admin_api_keys,
             "DAEMON_TTL_SECONDS": self.daemon_ttl_seconds,
+            "DAEMON_API_KEYS": self.daemon_api_keys,
+            "READ_API_KEYS": self.read_api_keys,
             "ADMIN_RATE_LIMIT": self.admin_rate_limit,
+            "DAEMON_RATE_LIMIT": self.daemon_rate_limit,
+            "READ_RATE_LIMIT": self.read_rate_limit,
+            # Flask-Limiter's own settings (app/limiter.py): fixed windows in the
+            # configured storage, counted in memory while that storage is down.
             "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,
             "RATELIMIT_KEY_PREFIX": self.ratelimit_key_prefix,
+            "RATELIMIT_STRATEGY": "fixed-window",
+            "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+            "RATELIMIT_HEADERS_ENABLED": False,
             "TRUSTED_PROXY_HOPS": self.trusted_proxy_hops,
             "MAX_CONTENT_LENGTH": self.max_content_length,
             "DATABASE_TIMEOUT_SECONDS": self.database_timeout_seconds,
@@ -89,16 +102,30 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> in
 
 
 def _api_keys(env: Mapping[str, str]) -> tuple[str, ...]:
-    keys = tuple(k.strip() for k in env.get("ADMIN_API_KEY", "").split(",") if k.strip())
+    keys = _scoped_keys(env, "ADMIN_API_KEY")
     if not keys:
         raise ConfigError(
             "ADMIN_API_KEY is not set: refusing to start without an admin key. "
             "Set ADMIN_API_KEY (comma-separate several keys to rotate them)."
         )
-    short = [k for k in keys if len(k) < 16]
-    if short:
-        raise ConfigError("ADMIN_API_KEY: every key must be at least 16 characters long")
     return keys
+
+
+def _scoped_keys(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    keys = _list(env, name)
+    if any(len(k) < 16 for k in keys):
+        raise ConfigError(f"{name}: every key must be at least 16 characters long")
+    return keys
+
+
+def _distinct_kinds(**kinds: tuple[str, ...]) -> None:
+    # One key in two lists would make its rights depend on which list is read first.
+    seen: dict[str, str] = {}
+    for name, keys in kinds.items():
+        for key in keys:
+            if key in seen:
+                raise ConfigError(f"{seen[key]} and {name} share a key: give each kind its own")
+            seen[key] = name
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -127,13 +154,13 @@ def _alert_events(env: Mapping[str, str]) -> tuple[str, ...]:
     return chosen
 
 
-def _rate_limit(env: Mapping[str, str], default: str) -> str:
-    value = env.get("ADMIN_RATE_LIMIT", "").strip() or default
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
     try:
         parse_many(value)
     except ValueError:
         raise ConfigError(
-            f"ADMIN_RATE_LIMIT must look like '600 per minute' or '10/second', got {value!r}"
+            f"{name} must look like '600 per minute' or '10/second', got {value!r}"
         ) from None
     return value
 
@@ -154,11 +181,22 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     defaults = Settings()
     urls, secret = _webhooks(env)
+    keys = {
+        "ADMIN_API_KEY": _api_keys(env),
+        "DAEMON_API_KEYS": _scoped_keys(env, "DAEMON_API_KEYS"),
+        "READ_API_KEYS": _scoped_keys(env, "READ_API_KEYS"),
+        "METRICS_API_KEY": _list(env, "METRICS_API_KEY"),
+    }
+    _distinct_kinds(**keys)
     return Settings(
         database_url=database_url_from_env(env),
-        admin_api_keys=_api_keys(env),
+        admin_api_keys=keys["ADMIN_API_KEY"],
+        daemon_api_keys=keys["DAEMON_API_KEYS"],
+        read_api_keys=keys["READ_API_KEYS"],
         daemon_ttl_seconds=_int(env, "DAEMON_TTL_SECONDS", defaults.daemon_ttl_seconds, minimum=1),
-        admin_rate_limit=_rate_limit(env, defaults.admin_rate_limit),
+        admin_rate_limit=_rate_limit(env, "ADMIN_RATE_LIMIT", defaults.admin_rate_limit),
+        daemon_rate_limit=_rate_limit(env, "DAEMON_RATE_LIMIT", defaults.daemon_rate_limit),
+        read_rate_limit=_rate_limit(env, "READ_RATE_LIMIT", defaults.read_rate_limit),
         ratelimit_storage_uri=env.get("RATELIMIT_STORAGE_URI", "").strip()
         or defaults.ratelimit_storage_uri,
         ratelimit_key_prefix=env.get("RATELIMIT_KEY_PREFIX", "").strip()
@@ -181,5 +219,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         watch_interval_seconds=_int(
             env, "WATCH_INTERVAL_SECONDS", defaults.watch_interval_seconds, minimum=1
         ),
-        metrics_api_keys=_list(env, "METRICS_API_KEY"),
+        metrics_api_keys=keys["METRICS_API_KEY"],
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app import cli, limiter
-from app.http.body_limit import BodyLimit
+from app import cli
 from app.clock import Clock
-from app.http import context, errors, request_metrics
+from app.http import auth, context, errors, limiter, request_metrics
+from app.http.body_limit import BodyLimit
 from app.http.converters import DaemonIdConverter
 from app.http.dashboard.routes import bp as dashboard_bp
 from app.http.fleet import bp as fleet_bp
@@ -41,12 +41,10 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
 
     errors.init_app(app)
     cli.init_app(app)
-    limiter.init_app(app, daemons_bp, uptime_bp, fleet_bp)
+    rate_limit = limiter.init_app(app)
     request_metrics.init_app(app)
-    app.register_blueprint(metrics_bp)
+    # Every blueprint whose endpoints take a key, in one place: key check and rate limit.
+    auth.register_keyed(app, rate_limit, metrics_bp, fleet_bp, uptime_bp, daemons_bp)
     app.register_blueprint(openapi_bp)
-    app.register_blueprint(fleet_bp)
-    app.register_blueprint(uptime_bp)
-    app.register_blueprint(daemons_bp)
     app.register_blueprint(dashboard_bp)
     return app

@@ -8,13 +8,13 @@ its values are passed on the command line.
 
 from __future__ import annotations
 
-import runpy
 from pathlib import Path
 
 from seed import libpq_url
 from tests.support.gunicorn_servers import (
     ACCESS_LOG_FORMAT,
     Gunicorn,
+    gunicorn_setting,
     spawn_gunicorn,
     wait_until_serving,
 )
@@ -29,7 +29,6 @@ WORKERS = 2
 def start_servers(scratch: Path, *, db_url: str, key: str, key_prefix: str,
                   ratelimit_storage: str, address_per_daemon: bool) -> list[Gunicorn]:
     """Start both servers, each ready on all its workers; stop what started if one fails."""
-    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     ceiling_port = free_port()
     servers = [
         spawn_gunicorn(
@@ -55,9 +54,9 @@ def start_servers(scratch: Path, *, db_url: str, key: str, key_prefix: str,
             port=ceiling_port,
             arguments=[
                 "--workers", str(WORKERS),
-                "--worker-class", str(conf["worker_class"]),
-                "--timeout", str(conf["timeout"]),
-                "--graceful-timeout", str(conf["graceful_timeout"]),
+                "--worker-class", str(gunicorn_setting("worker_class")),
+                "--timeout", str(gunicorn_setting("timeout")),
+                "--graceful-timeout", str(gunicorn_setting("graceful_timeout")),
                 "--no-control-socket",
                 "--access-logfile", "-",
                 "--access-logformat", ACCESS_LOG_FORMAT,

@@ -73,6 +73,11 @@ def test_short_admin_key_is_refused():
         ("TRUSTED_PROXY_HOPS", "-1", "TRUSTED_PROXY_HOPS must be at least 0"),
         ("MAX_CONTENT_LENGTH", "1.5", "MAX_CONTENT_LENGTH must be an integer"),
         ("ADMIN_RATE_LIMIT", "lots", "ADMIN_RATE_LIMIT must look like"),
+        ("DAEMON_RATE_LIMIT", "lots", "DAEMON_RATE_LIMIT must look like"),
+        ("READ_RATE_LIMIT", "7 per fortnight", "READ_RATE_LIMIT must look like"),
+        ("DAEMON_API_KEYS", "long-enough-daemon-key,short", "DAEMON_API_KEYS: every key must be at least 16"),
+        ("READ_API_KEYS", "short", "READ_API_KEYS: every key must be at least 16"),
+        ("DAEMON_API_KEYS", KEY, "ADMIN_API_KEY and DAEMON_API_KEYS share a key"),
     ],
 )
 def test_bad_values_name_the_variable(name, value, message):

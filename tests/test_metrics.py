@@ -88,8 +88,12 @@ def test_metrics_need_a_key(client, headers):
     assert "error" in response.get_json()
 
 
-def test_a_separate_metrics_key_replaces_the_admin_key(app, make_app):
+def test_a_metrics_key_reads_metrics_only_and_the_admin_key_still_works(app, make_app):
     client = make_app(metrics_api_keys=(METRICS_KEY,)).test_client()
     assert client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_KEY}"}).status_code == 200
     assert client.get("/metrics", headers={"X-API-Key": METRICS_KEY}).status_code == 200
-    assert client.get("/metrics", headers={"X-API-Key": API_KEY}).status_code == 401
+    # The admin key opens every endpoint, /metrics included (it used to be refused here).
+    assert client.get("/metrics", headers={"X-API-Key": API_KEY}).status_code == 200
+    refused = client.get("/api/daemons", headers={"X-API-Key": METRICS_KEY})
+    assert refused.status_code == 403
+    assert "a metrics key may only read GET /metrics" in refused.get_json()["error"]

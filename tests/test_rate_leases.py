@@ -8,9 +8,15 @@ import time
 import pytest
 from limits import parse
 from limits.storage import storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 
-from app.limiter import REDIS_OPTIONS
-from app.rate_leases import LEASE_SECONDS, MAX_CLAIM, LeasedWindows
+from app.store.rate_leases import (
+    LEASE_SECONDS,
+    MAX_CLAIM,
+    REDIS_OPTIONS,
+    ClaimingRedisStorage,
+    LeasedWindows,
+)
 
 from tests.support.clocks import Ticker
 from tests.support.redis_store import delete_redis_keys
@@ -187,3 +193,23 @@ def test_redis_is_shared_and_exact_near_the_limit(redis_url):
         assert 4000 <= int(processes[0].storage.get(marker)) <= 4000 + 2 * 30
     finally:
         delete_redis_keys(redis_url, marker)
+
+
+def test_flask_limiters_strategy_counts_exactly_through_the_claims_storage(redis_url):  # noqa: F811
+    storage = storage_from_string("claims+" + redis_url)
+    assert isinstance(storage, ClaimingRedisStorage)
+    strategy = FixedWindowRateLimiter(storage)
+    limit = parse("5 per minute")
+    marker = f"claims-{secrets.token_hex(4)}"
+    try:
+        assert [strategy.hit(limit, marker, "10.0.0.1") for _ in range(7)] == [True] * 5 + [False] * 2
+        key = limit.key_for(marker, "10.0.0.1")
+        assert storage.get(key) == 7  # under 200 per window: every request went to Redis
+        assert 0 < storage.get_expiry(key) - time.time() <= 60.5
+    finally:
+        delete_redis_keys(redis_url, marker)
+
+
+def test_a_malformed_claims_url_stops_the_boot():
+    with pytest.raises(ValueError):
+        storage_from_string("claims+redis://127.0.0.1:notaport/0")

@@ -1,21 +1,15 @@
-"""One limit shared by the admin endpoints, per client, before auth."""
+"""One limit shared by the keyed endpoints, per client, before auth (Flask-Limiter)."""
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 import pytest
-import redis
-from limits import parse_many
+from flask_limiter import _extension as flask_limiter_extension
 from limits.errors import StorageError
 from limits.storage import MemoryStorage
 
-from app.limiter import AdminRateLimit
-
 from tests.support.api import HEADERS, heartbeat_body, registration
-from tests.support.clocks import Ticker
 
 
 @pytest.fixture
@@ -101,116 +95,93 @@ def test_forged_hop_before_the_proxy_does_not_change_bucket(app, make_app):
 class FlakyStorage(MemoryStorage):
     """Memory storage that can be switched off, raising what a dead Redis raises."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.down = False
-        self.checks = 0
+    STORAGE_SCHEME = ["flaky"]
+    down = False
+    checks = 0
 
     def incr(self, key, expiry, amount=1):
-        if self.down:
+        if FlakyStorage.down:
             raise StorageError(ConnectionError("Connection refused"))
         return super().incr(key, expiry, amount)
 
     def check(self) -> bool:
-        self.checks += 1
-        return not self.down
+        FlakyStorage.checks += 1
+        return not FlakyStorage.down
+
+
+class WallClock:
+    """Stands in for the ``time`` module Flask-Limiter reads its retry schedule from."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
 
 
 @pytest.fixture
-def flaky():
-    storage, ticker = FlakyStorage(), Ticker()
-    rate_limit = AdminRateLimit(
-        parse_many("3 per minute"), lambda: storage, key_prefix="t", monotonic=ticker
-    )
-    return rate_limit, storage, ticker
+def flaky(app, make_app, monkeypatch):
+    wall = WallClock()
+    monkeypatch.setattr(flask_limiter_extension, "time", wall)
+    monkeypatch.setattr(FlakyStorage, "down", False)
+    monkeypatch.setattr(FlakyStorage, "checks", 0)
+    client = make_app(admin_rate_limit="3 per minute", ratelimit_storage_uri="flaky://").test_client()
+    return client, wall
+
+
+def _served(client, address):
+    return _health(client, environ_base={"REMOTE_ADDR": address}).status_code == 200
 
 
 def test_unreachable_storage_falls_back_to_per_process_counting_and_says_so(flaky, caplog):
-    rate_limit, storage, _ = flaky
-    assert rate_limit.breached("10.0.0.1") is None
-    storage.down = True
-    with caplog.at_level(logging.WARNING, logger="app.limiter"):
+    client, _ = flaky
+    assert _served(client, "10.0.0.1")
+    FlakyStorage.down = True
+    with caplog.at_level(logging.INFO, logger="flask-limiter"):
         # The request that found the storage dead is counted too, on the fallback.
-        assert [rate_limit.breached("10.0.0.1") is None for _ in range(4)] == [True, True, True, False]
-    assert rate_limit.on_fallback
+        assert [_served(client, "10.0.0.1") for _ in range(4)] == [True, True, True, False]
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1 and messages[0].startswith("Rate limit storage unreachable")
-    limit, retry_after = rate_limit.breached("10.0.0.1")
-    assert str(limit) == "3 per 1 minute" and 1 <= retry_after <= 60
+    refused = _health(client, environ_base={"REMOTE_ADDR": "10.0.0.1"})
+    assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 61
 
 
 def test_storage_is_asked_again_after_a_growing_pause_and_used_when_back(flaky, caplog):
-    rate_limit, storage, ticker = flaky
-    storage.down = True
-    rate_limit.breached("10.0.0.1")
-    assert storage.checks == 0
-    rate_limit.breached("10.0.0.1")
-    assert storage.checks == 0  # no second look within the first second
+    client, wall = flaky
+    FlakyStorage.down = True
+    _served(client, "10.0.0.1")
+    _served(client, "10.0.0.1")
+    assert FlakyStorage.checks == 0  # no second look within the first second
     waits = []
-    for _ in range(5):
-        asked = storage.checks
+    for _ in range(4):
+        asked = FlakyStorage.checks
         pause = 0.0
-        while storage.checks == asked:
-            ticker.now += 0.5
+        while FlakyStorage.checks == asked:
+            wall.now += 0.5
             pause += 0.5
-            rate_limit.breached("10.0.0.2")
+            _served(client, "10.0.0.2")
         waits.append(pause)
-    assert waits == [1.0, 2.0, 4.0, 8.0, 8.0]
-    storage.down = False
-    ticker.now += 8
-    with caplog.at_level(logging.WARNING, logger="app.limiter"):
-        assert rate_limit.breached("10.0.0.3") is None
-    assert not rate_limit.on_fallback
-    assert "reachable again" in caplog.records[-1].getMessage()
+    assert waits == [1.5, 2.5, 4.5, 8.5]  # Flask-Limiter's: more than 1, 2, 4, 8 ... seconds
+    FlakyStorage.down = False
+    wall.now += 17
+    with caplog.at_level(logging.INFO, logger="flask-limiter"):
+        assert _served(client, "10.0.0.3")
+    assert caplog.records[-1].getMessage() == "Rate limit storage recovered"
     # Counted in the shared storage again: the limit of three applies there.
-    assert [rate_limit.breached("10.0.0.3") is None for _ in range(3)] == [True, True, False]
+    assert [_served(client, "10.0.0.3") for _ in range(3)] == [True, True, False]
 
 
-def test_only_one_thread_asks_a_dead_storage_the_others_stay_on_the_fallback(flaky):
-    rate_limit, storage, ticker = flaky
-    storage.down = True
-    rate_limit.breached("10.0.0.1")
-    ticker.now += 1
-    asking = threading.Event()
-    slow_check = storage.check
-
-    def check():  # a blackholed Redis: the answer takes a while
-        asking.set()
-        time.sleep(0.3)
-        return slow_check()
-
-    storage.check = check
-    first = threading.Thread(target=rate_limit.breached, args=("10.0.0.1",))
-    first.start()
-    assert asking.wait(5)
-    started = time.monotonic()
-    others = [rate_limit.breached("10.0.0.2") for _ in range(5)]
-    assert time.monotonic() - started < 0.2  # not queued behind the first thread's check
-    first.join(5)
-    assert storage.checks == 1  # one look at the dead storage, not six
-    assert [o is None for o in others] == [True, True, True, False, False]  # on the fallback
-
-
-def test_storage_down_at_start_is_connected_to_later_and_no_request_fails(caplog):
-    storage, ticker, attempts = FlakyStorage(), Ticker(), []
-
-    def connect():
-        attempts.append(ticker.now)
-        if len(attempts) == 1:
-            raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-        return storage
-
-    rate_limit = AdminRateLimit(parse_many("3 per minute"), connect, key_prefix="t", monotonic=ticker)
-    assert attempts == []  # nothing is dialled until a request comes
-    with caplog.at_level(logging.WARNING, logger="app.limiter"):
-        assert rate_limit.breached("10.0.0.1") is None
-        assert rate_limit.on_fallback
-        ticker.now += 1
-        assert rate_limit.breached("10.0.0.1") is None
-    assert not rate_limit.on_fallback and attempts == [1000.0, 1001.0]
-    assert [r.getMessage().split(" (")[0].split(":")[0] for r in caplog.records] == [
-        "Rate limit storage unreachable",
-        "Rate limit storage is reachable again",
+def test_storage_down_at_start_is_used_once_back_and_no_request_fails(flaky, caplog):
+    client, wall = flaky
+    FlakyStorage.down = True
+    with caplog.at_level(logging.INFO, logger="flask-limiter"):
+        assert _served(client, "10.0.0.1")
+        FlakyStorage.down = False
+        wall.now += 2
+        assert _served(client, "10.0.0.1")
+    assert [r.getMessage() for r in caplog.records] == [
+        "Rate limit storage unreachable - falling back to in-memory storage",
+        "Rate limit storage recovered",
     ]
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from app.auth import require_api_key
 from app.http.context import connection, now
 from app.registry import reads
 from app.registry.schemas import InvalidInput
 
 bp = Blueprint("fleet", __name__, url_prefix="/api")
-bp.before_request(require_api_key)
 
 
 def _int_param(name: str, default: int, *, minimum: int, maximum: int) -> int:

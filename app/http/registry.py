@@ -8,7 +8,7 @@ from datetime import timedelta
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import UnsupportedMediaType
 
-from app.auth import require_api_key
+from app.http.auth import current_caller
 from app.http.context import connection, now, settings
 from app.http.errors import error_response
 from app.registry import expiry, outage_grace, service
@@ -16,11 +16,18 @@ from app.registry.schemas import Body, HeartbeatIn, RegistrationIn, parse_body
 from app.registry.wire import isoformat_z
 
 bp = Blueprint("daemons", __name__, url_prefix="/api/daemon")
-bp.before_request(require_api_key)
 
 PROBE_KEY = "daemon_health_liveness_probe"
 # The heartbeat's success body never changes: rendered once, not on every call.
 HEARTBEAT_ACCEPTED = json.dumps({"success": True}, separators=(",", ":")).encode()
+
+
+@bp.errorhandler(service.NotOwner)
+def _not_owner(exc: service.NotOwner) -> Response:
+    return error_response(
+        403, f"Daemon {exc.daemon_id!r} is registered with another key; "
+        "a daemon key may only act on the daemons registered with it"
+    )
 
 
 @bp.before_request
@@ -44,7 +51,7 @@ def _json_body(model: type[Body]) -> Body:
 @bp.post("/register")
 def register() -> tuple[Response, int]:
     reg = _json_body(RegistrationIn)
-    service.register(connection(), reg, now=now(), ttl=_ttl())
+    service.register(connection(), reg, now=now(), ttl=_ttl(), owner=current_caller().owner)
     body = {"success": True, "daemonId": reg.daemon_id, "registeredAt": isoformat_z(reg.registered_at)}
     return jsonify(body), 201
 
@@ -52,7 +59,7 @@ def register() -> tuple[Response, int]:
 @bp.post("/heartbeat")
 def heartbeat() -> Response:
     beat = _json_body(HeartbeatIn)
-    if not service.heartbeat(connection(), beat, now=now(), ttl=_ttl()):
+    if not service.heartbeat(connection(), beat, now=now(), ttl=_ttl(), owner=current_caller().owner):
         return error_response(404, "Daemon not registered")
     return Response(HEARTBEAT_ACCEPTED, mimetype="application/json")
 
@@ -65,7 +72,7 @@ def health() -> Response:
 
 @bp.get("/<daemon_id:daemon_id>")
 def get_daemon(daemon_id: str) -> Response:
-    state = service.get(connection(), daemon_id, now=now())
+    state = service.get(connection(), daemon_id, now=now(), owner=current_caller().owner)
     if state is None:
         return error_response(404, "Daemon not registered")
     return jsonify(state)
@@ -73,6 +80,6 @@ def get_daemon(daemon_id: str) -> Response:
 
 @bp.delete("/<daemon_id:daemon_id>")
 def deregister(daemon_id: str) -> Response:
-    if not service.deregister(connection(), daemon_id, now=now()):
+    if not service.deregister(connection(), daemon_id, now=now(), owner=current_caller().owner):
         return error_response(404, "Daemon not registered")
     return jsonify({"success": True, "daemonId": daemon_id})

@@ -1,10 +1,9 @@
-"""HTTP for uptime questions; same key and rate limit as the other admin endpoints."""
+"""HTTP for uptime questions (keys and rate limit: app/auth.py, app/limiter.py)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from app.auth import require_api_key
 from app.http.context import connection, now
 from app.http.errors import error_response
 from app.registry.wire import isoformat_z
@@ -12,7 +11,6 @@ from app.uptime import queries
 from app.uptime.period import Period, parse_period
 
 bp = Blueprint("uptime", __name__, url_prefix="/api/daemon")
-bp.before_request(require_api_key)
 
 
 def _period_fields(period: Period) -> dict[str, str]:

@@ -4,6 +4,11 @@ Each function takes a connection and the service's ``now`` and owns its
 transaction. Which rows are live or expired is expiry's rule; an expired row
 stands for the specification's KV entry whose TTL ran out, so every function
 here treats it as gone until ``health`` removes it and reports it stale once.
+
+``owner`` is the fingerprint of the daemon key acting (app/http/auth.py), or None
+for a key that may act on any daemon. A daemon key may only act on the rows it
+registered; an admin registration stores no owner, so only admins may act on
+that daemon until a daemon key registers it once it is gone.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Boolean, Connection, bindparam, delete, or_, select, update
 
 from app.models import daemons
 from app.registry import expiry, health_postgres, history
@@ -21,7 +26,27 @@ from app.registry.wire import daemon_state
 from app.store.backend import LoneUpdate, backend
 
 
-def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timedelta) -> None:
+class NotOwner(Exception):
+    """A daemon key acted on a daemon that another key registered."""
+
+    def __init__(self, daemon_id: str) -> None:
+        super().__init__(daemon_id)
+        self.daemon_id = daemon_id
+
+
+def _owned_by_another(conn: Connection, daemon_id: str, owner: str | None) -> bool:
+    """On a miss: whether the daemon is there but not ``owner``'s (a 403, not a 404)."""
+    if owner is None:
+        return False
+    found = conn.execute(
+        select(daemons.c.owner_key_fingerprint).where(daemons.c.daemon_id == daemon_id)
+    ).first()
+    return found is not None and found.owner_key_fingerprint != owner
+
+
+def register(
+    conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timedelta, owner: str | None = None
+) -> None:
     """Start a fresh session for ``reg.daemon_id``, replacing any earlier one.
 
     A registration counts as a heartbeat. If the earlier session had already
@@ -34,6 +59,9 @@ def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timed
             .where(daemons.c.daemon_id == reg.daemon_id)
             .with_for_update()
         ).first()
+        # Held while the registry has the row (live, or expired and not yet reaped).
+        if owner is not None and previous is not None and previous.owner_key_fingerprint != owner:
+            raise NotOwner(reg.daemon_id)
         if previous is not None and previous.expired and previous.stale_recorded_at is None:
             history.record_stale(conn, [previous], now=now)
         values = {
@@ -50,6 +78,7 @@ def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timed
             "tasks_processed": 0,
             "current_task": None,
             "stale_recorded_at": None,
+            "owner_key_fingerprint": owner,
         }
         row = backend(conn).upsert(conn, daemons, values, key="daemon_id")
         history.record(conn, "registered", row, at=now, now=now, status="healthy")
@@ -63,7 +92,15 @@ def _heartbeat_update(*, status_unchanged: bool):
     SQLAlchemy reserves in SET.)
     """
     now = bindparam("now", type_=daemons.c.last_heartbeat.type)
-    where = [daemons.c.daemon_id == bindparam("beat_daemon_id"), expiry.live(now)]
+    where = [
+        daemons.c.daemon_id == bindparam("beat_daemon_id"),
+        expiry.live(now),
+        # The ownership check rides in the same statement: no extra round trip.
+        or_(
+            bindparam("any_owner", type_=Boolean),
+            daemons.c.owner_key_fingerprint == bindparam("beat_owner"),
+        ),
+    ]
     if status_unchanged:
         where.append(daemons.c.status == bindparam("new_status"))
     return (
@@ -84,14 +121,19 @@ _BEAT_SAME_STATUS = LoneUpdate(_heartbeat_update(status_unchanged=True))
 _BEAT_NEW_STATUS = _heartbeat_update(status_unchanged=False).returning(daemons)
 
 
-def heartbeat(conn: Connection, beat: HeartbeatIn, *, now: datetime, ttl: timedelta) -> bool:
+def heartbeat(
+    conn: Connection, beat: HeartbeatIn, *, now: datetime, ttl: timedelta, owner: str | None = None
+) -> bool:
     """Record a heartbeat; False when the daemon is unknown or expired.
 
     An expired row is not revived: the daemon must register again, and its
-    stale report stays for ``health`` to deliver.
+    stale report stays for ``health`` to deliver. Raises NotOwner when the
+    daemon belongs to another key.
     """
     params = {
         "beat_daemon_id": beat.daemon_id,
+        "any_owner": owner is None,
+        "beat_owner": owner,
         "now": now,
         "new_expires_at": expiry.expires_at(now, ttl),
         "new_reported_heartbeat_at": beat.last_heartbeat,
@@ -105,20 +147,28 @@ def heartbeat(conn: Connection, beat: HeartbeatIn, *, now: datetime, ttl: timede
     with conn.begin():
         changed = conn.execute(_BEAT_NEW_STATUS, params).first()
         if changed is None:
+            if _owned_by_another(conn, beat.daemon_id, owner):
+                raise NotOwner(beat.daemon_id)
             return False
         history.record(conn, "status_changed", changed, at=now, now=now, status=beat.status)
         return True
 
 
-def get(conn: Connection, daemon_id: str, *, now: datetime) -> dict[str, Any] | None:
+def get(
+    conn: Connection, daemon_id: str, *, now: datetime, owner: str | None = None
+) -> dict[str, Any] | None:
     """The current state of one live daemon, or None when unknown or expired."""
     row = conn.execute(
         select(daemons).where(daemons.c.daemon_id == daemon_id, expiry.live(now))
     ).first()
+    if row is not None and owner is not None and row.owner_key_fingerprint != owner:
+        raise NotOwner(daemon_id)
     return daemon_state(row) if row is not None else None
 
 
-def deregister(conn: Connection, daemon_id: str, *, now: datetime) -> bool:
+def deregister(
+    conn: Connection, daemon_id: str, *, now: datetime, owner: str | None = None
+) -> bool:
     """End a live daemon's session on purpose; False when unknown or expired.
 
     The daemon leaves the active set at once and is never reported stale; the
@@ -126,12 +176,13 @@ def deregister(conn: Connection, daemon_id: str, *, now: datetime) -> bool:
     An expired daemon cannot deregister: its outage already happened.
     """
     with conn.begin():
-        row = conn.execute(
-            delete(daemons)
-            .where(daemons.c.daemon_id == daemon_id, expiry.live(now))
-            .returning(daemons)
-        ).first()
+        statement = delete(daemons).where(daemons.c.daemon_id == daemon_id, expiry.live(now))
+        if owner is not None:
+            statement = statement.where(daemons.c.owner_key_fingerprint == owner)
+        row = conn.execute(statement.returning(daemons)).first()
         if row is None:
+            if _owned_by_another(conn, daemon_id, owner):
+                raise NotOwner(daemon_id)
             return False
         history.record(conn, "deregistered", row, at=now, now=now, status=None)
         return True

@@ -7,13 +7,14 @@ then wait; SIGKILL to that session only if it will not stop).
 
 from __future__ import annotations
 
+import ast
 import re
-import runpy
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,13 +22,26 @@ from tests.support.http_client import concurrently, request
 from tests.support.paths import ROOT, VENV_BIN
 from tests.support.processes import child_pids, free_port, service_env, stop_process
 
+def gunicorn_setting(name: str) -> Any:
+    """The literal gunicorn.conf.py assigns to ``name``, read without running the file.
+
+    Running it would set its environment variables (the metrics folder) in this
+    process too.
+    """
+    path = ROOT / "gunicorn.conf.py"
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(target, ast.Name) and target.id == name for target in node.targets
+        ):
+            return ast.literal_eval(node.value)
+    raise LookupError(f"{path.name} assigns no {name}")
+
+
 START_DEADLINE_SECONDS = 15.0
 LOG_DEADLINE_SECONDS = 5.0
 # gunicorn.conf.py's own format plus the worker's pid (the ``p`` atom), so a
 # caller can see which worker answered. Logging only: behaviour is unchanged.
-ACCESS_LOG_FORMAT = (
-    runpy.run_path(str(ROOT / "gunicorn.conf.py"))["access_log_format"] + " pid=%(p)s"
-)
+ACCESS_LOG_FORMAT = gunicorn_setting("access_log_format") + " pid=%(p)s"
 _ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+)" (?P<status>\d{3}) .* pid=<(?P<pid>\d+)>')
 # The service, as deploy/ runs it; BIND (read by gunicorn.conf.py) gives the address.
 SERVICE_ARGUMENTS = ("-c", "gunicorn.conf.py", "--access-logformat", ACCESS_LOG_FORMAT, "wsgi:app")

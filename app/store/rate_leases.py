@@ -17,8 +17,12 @@ that sees one client often claims several of its window's requests at once
   being served. A client near its limit is refused at most 1% of the limit
   early for each process that holds a claim for it.
 
-Works over any ``limits`` storage (Redis, or memory for the per-process
-fallback); its errors (StorageError) reach the caller.
+``LeasedWindows`` works over any ``limits`` storage. ``ClaimingRedisStorage``
+is that counting as a ``limits`` storage of its own, registered under the
+``claims+redis://`` scheme (also ``claims+rediss://``, ``claims+redis+unix://``)
+for Flask-Limiter's fixed-window strategy; app/limiter.py hands it the
+service's ``redis://`` URL. Its errors reach Flask-Limiter, which then counts
+in memory until ``check()`` finds Redis again.
 """
 
 from __future__ import annotations
@@ -27,14 +31,22 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from limits import RateLimitItem
-from limits.storage import Storage
+from limits.limits import GRANULARITIES
+from limits.storage import Storage, storage_from_string
+from redis import ConnectionPool, RedisError
 
 MAX_CLAIM = 50
 CLAIM_SHARE = 100  # claim at most 1/CLAIM_SHARE of what the window has left
 LEASE_SECONDS = 1.0
 SWEEP_SECONDS = 10.0
+CLAIMS_PREFIX = "claims+"
+# A dead Redis must answer fast: one second to connect or to reply. One
+# connection per process: redis-py's pool would check a pooled connection's
+# health with extra system calls before every command.
+REDIS_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1, "single_connection_client": True}
 
 
 @dataclass(slots=True)
@@ -104,6 +116,12 @@ class LeasedWindows:
             )
         return None if granted >= 1 else max(0.0, retry_after_end - after)
 
+    def window_ends(self, key: str) -> float | None:
+        """When ``key``'s window ends (monotonic, the latest it can), if this process knows."""
+        with self._lock:
+            lease = self._leases.get(key)
+            return lease.retry_after_end if lease is not None and lease.ends_known else None
+
     def _ends_from_storage(self, key: str, period: int) -> tuple[float, float]:
         before = self._monotonic()
         # Redis gives the time left in whole seconds (TTL, rounded to the nearest):
@@ -118,3 +136,76 @@ class LeasedWindows:
         self._next_sweep = now + SWEEP_SECONDS
         for key in [k for k, lease in self._leases.items() if now >= lease.window_ends]:
             del self._leases[key]
+
+
+class ClaimingRedisStorage(Storage):
+    """Redis through ``LeasedWindows``: a ``limits`` storage for the fixed-window strategy.
+
+    ``incr`` answers whether the request is within its limit, not the window's
+    exact count: ``limit`` if served, ``limit + 1`` if refused (the strategy
+    only compares the two). ``get`` asks Redis for the true count. The limit is
+    read from the key, which ``limits`` ends with ``/<amount>/<multiples>/<granularity>``.
+    """
+
+    STORAGE_SCHEME = ["claims+redis", "claims+rediss", "claims+redis+unix"]
+
+    def __init__(self, uri: str, wrap_exceptions: bool = False, **options: float | str | bool) -> None:
+        super().__init__(uri, wrap_exceptions=wrap_exceptions)
+        redis_uri = uri.removeprefix(CLAIMS_PREFIX)
+        # A malformed URL stops the boot, not every request.
+        ConnectionPool.from_url(redis_uri.replace("redis+unix://", "unix://", 1))
+        self._connect = partial(
+            storage_from_string, redis_uri, wrap_exceptions=True, **{**REDIS_OPTIONS, **options}
+        )
+        self._windows: LeasedWindows | None = None
+        self._limits: dict[str, RateLimitItem] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return RedisError
+
+    def windows(self) -> LeasedWindows:
+        # Connected on first use: in each gunicorn worker after the fork, and
+        # never by CLI commands that do not serve requests.
+        with self._lock:
+            if self._windows is None:
+                self._windows = LeasedWindows(self._connect())
+            return self._windows
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        limit = self._limit_in(key)
+        if amount != 1:  # not used by this service; counted exactly, without claims
+            return self.windows().storage.incr(key, expiry, amount=amount)
+        return limit.amount if self.windows().hit(limit, key) is None else limit.amount + 1
+
+    def get(self, key: str) -> int:
+        return self.windows().storage.get(key)
+
+    def get_expiry(self, key: str) -> float:
+        windows = self.windows()
+        ends = windows.window_ends(key)
+        if ends is None:
+            return windows.storage.get_expiry(key)
+        return time.time() + max(0.0, ends - time.monotonic())
+
+    def check(self) -> bool:
+        try:
+            return self.windows().storage.check()
+        except Exception:  # noqa: BLE001 - any failure means "not reachable"
+            return False
+
+    def reset(self) -> int | None:
+        return self.windows().storage.reset()
+
+    def clear(self, key: str) -> None:
+        self.windows().storage.clear(key)
+
+    def _limit_in(self, key: str) -> RateLimitItem:
+        _, amount, multiples, granularity = key.rsplit("/", 3)
+        suffix = f"{amount}/{multiples}/{granularity}"
+        limit = self._limits.get(suffix)
+        if limit is None:
+            limit = GRANULARITIES[granularity](int(amount), int(multiples))
+            self._limits[suffix] = limit
+        return limit
