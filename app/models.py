@@ -61,7 +61,7 @@ class Daemon(Base):
     __table_args__ = (
         CheckConstraint(_in("status", STATUSES), name="status"),
         CheckConstraint("tasks_processed >= 0", name="tasks_processed"),
-        # The reaper's range scan: DELETE ... WHERE expires_at < now.
+        # The watcher's range scan for newly expired rows (expiry.expired_unrecorded).
         Index(None, "expires_at"),
     )
 

@@ -18,26 +18,28 @@ PY_SPY_RATE = 100  # samples per second
 # frame of a sample names it; what matches none is the WSGI server and Flask.
 IDLE = "idle: worker waiting for the next connection"
 CATEGORIES = (
-    ("rate limiter (app/limiter.py, limits, redis)", ("app/limiter.py", "limits/", "redis/")),
-    ("metrics (prometheus_client)", ("prometheus_client/", "app/metrics/")),
-    ("liveness probe (once a second)", ("app/liveness.py",)),
-    ("auth (X-API-Key check)", ("app/auth.py",)),
-    ("body parsing (pydantic, schemas)", ("pydantic", "app/daemons/schemas.py")),
     (
-        "database (SQLAlchemy, psycopg, pool, the statement)",
+        "rate limiter (Flask-Limiter, limits, redis, app/http/limiter.py, claims)",
+        ("flask_limiter/", "app/http/limiter.py", "app/store/rate_leases.py", "limits/", "redis/"),
+    ),
+    ("metrics (prometheus_client)", ("prometheus_client/", "app/metrics/", "app/http/request_metrics.py")),
+    ("outage grace probe (once a second)", ("app/registry/outage_grace.py",)),
+    ("auth (key kinds, X-API-Key check)", ("app/http/auth.py",)),
+    ("body parsing (pydantic, schemas)", ("pydantic", "app/registry/schemas.py")),
+    (
+        "database (SQLAlchemy, psycopg, pool, the statement, deadlines)",
         (
             "sqlalchemy/",
             "psycopg",
-            "app/db.py",
-            "app/dialect.py",
-            "app/daemons/service.py",
-            "app/daemons/pg_health.py",
+            "app/store/",
+            "app/registry/service.py",
+            "app/registry/health_postgres.py",
         ),
     ),
     ("JSON response (jsonify, json)", ("flask/json/", "json/")),
     (
         "endpoint's own code (routes, ceiling_app: rows -> dicts)",
-        ("app/daemons/routes.py", "app/daemons/state.py", "ceiling_app.py"),
+        ("app/http/registry.py", "app/registry/wire.py", "ceiling_app.py"),
     ),
     ("access log (gunicorn glogging, logging)", ("gunicorn/glogging.py", "logging/")),
     (

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from app.alerts import watcher
+from app.alerts.lanes import Lanes
+from app.cli import watcher_of
 from app.models import daemons
 from tests.support.api import HEADERS, registration
 
@@ -111,3 +114,18 @@ def test_ttl_is_configurable(app, make_app, clock):
     clock.advance(5.5)
     health = client.get("/api/daemon/health", headers=HEADERS).get_json()
     assert "short_ttl" in [d["daemonId"] for d in health["stale"]]
+
+
+def test_a_late_heartbeat_does_not_revive_a_daemon_whose_expiry_was_recorded(
+    app, clock, make_daemon, beat, read_health, engine
+):
+    # A request that read the clock just before the TTL ran out, and reaches the
+    # row only after a watcher recorded the expiry, finds the daemon gone.
+    make_daemon()
+    clock.advance(61)
+    with Lanes() as lanes:
+        assert watcher.tick(watcher_of(app), lanes).stale == ["daemon_macmini_1"]
+    clock.advance(-2)  # the late request's reading
+    assert beat().status_code == 404
+    clock.advance(2)
+    assert [d["daemonId"] for d in read_health()["stale"]] == ["daemon_macmini_1"]

@@ -227,7 +227,7 @@ def record_expiries(conn: Connection, *, now: datetime) -> list[str]:
     with conn.begin():
         newly_expired = conn.execute(
             update(daemons)
-            .where(expiry.expired(now), expiry.stale_unrecorded())
+            .where(expiry.expired_unrecorded(now))
             .values(stale_recorded_at=now)
             .returning(daemons)
         ).all()

@@ -53,8 +53,11 @@ def _seconds_between_sqlite(element, compiler, **kw):
 
 
 def postgres_sql(clause: ClauseElement) -> str:
-    """``clause`` as Postgres SQL text with ``:name`` parameters, for statements written in SQL."""
-    return str(clause.compile(dialect=_POSTGRES_NAMED))
+    """``clause`` as Postgres SQL text with ``:name`` parameters, for statements written in SQL.
+
+    Parenthesised, so it keeps its meaning beside the SQL it is pasted into.
+    """
+    return f"({clause.compile(dialect=_POSTGRES_NAMED)})"
 
 
 _POSTGRES_NAMED = postgresql.dialect(paramstyle="named")
