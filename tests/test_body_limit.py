@@ -8,23 +8,13 @@ tests/test_malformed_http.py sends the same through real gunicorn.
 from __future__ import annotations
 
 import io
-import json
 
 import pytest
 
-from tests.support.api import HEADERS, registration
+from tests.support.api import HEADERS, padded_registration
 
 REGISTER = "/api/daemon/register"
 LIMIT = 64 * 1024  # the default MAX_CONTENT_LENGTH
-
-
-def padded_registration(daemon_id: str, size: int) -> bytes:
-    """A valid registration of exactly ``size`` bytes (unknown fields are ignored)."""
-    body = registration(daemonId=daemon_id, padding="")
-    body["padding"] = "x" * (size - len(json.dumps(body)))
-    data = json.dumps(body).encode()
-    assert len(data) == size
-    return data
 
 
 def post_unframed(client, data: bytes):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
@@ -30,8 +30,6 @@ from app.uptime.queries import down_intervals
 from tests.support.api import heartbeat_body, registration
 from tests.support.clocks import START
 from tests.support.paths import ROOT
-from tests.support.postgres import scratch_database
-from tests.support.unavailable import skip_or_fail_when_unavailable
 
 DAEMON = "racer"
 TTL = timedelta(milliseconds=300)
@@ -192,15 +190,6 @@ def test_the_database_refuses_a_second_open_event(pg_engine):
         conn.execute(insert(daemon_events), [_event(DAEMON, "registered", 0)])
     with pytest.raises(IntegrityError), pg_engine.begin() as conn:
         conn.execute(insert(daemon_events), [_event(DAEMON, "stale", 1)])
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'migrated.db'}"
-    else:
-        with skip_or_fail_when_unavailable(), scratch_database() as url:
-            yield url
 
 
 def test_upgrade_closes_every_open_event_but_the_latest(empty_database):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.support.api import registration
+from tests.support.api import padded_registration
 from tests.support.deployment import start_nginx
 from tests.support.gunicorn_servers import Gunicorn, spawn_gunicorn, wait_until_serving
 from tests.support.processes import free_port, service_env
@@ -167,15 +167,6 @@ def chunked(body: bytes, size: int, *, extension: str = "", trailer: str = "") -
 
 
 # ------------------------------------------------------------- 5. body limits
-
-
-def padded_registration(daemon_id: str, size: int) -> bytes:
-    """A valid registration of exactly ``size`` bytes (unknown fields are ignored)."""
-    body = registration(daemonId=daemon_id, padding="")
-    body["padding"] = "x" * (size - len(json.dumps(body)))
-    data = json.dumps(body).encode()
-    assert len(data) == size
-    return data
 
 
 FRAMINGS = {

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -13,19 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from app.models import Base
-from tests.support.postgres import scratch_database
-from tests.support.unavailable import skip_or_fail_when_unavailable
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'migrated.db'}"
-    else:
-        with skip_or_fail_when_unavailable(), scratch_database() as url:
-            yield url
+from tests.support.paths import ROOT
 
 
 def _alembic(url: str) -> Config:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 API_KEY = "test-admin-key-0123456789"
@@ -31,3 +32,12 @@ def heartbeat_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def padded_registration(daemon_id: str, size: int) -> bytes:
+    """A valid registration of exactly ``size`` bytes (unknown fields are ignored)."""
+    body = registration(daemonId=daemon_id, padding="")
+    body["padding"] = "x" * (size - len(json.dumps(body)))
+    data = json.dumps(body).encode()
+    assert len(data) == size
+    return data

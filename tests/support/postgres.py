@@ -92,3 +92,13 @@ def migrated_postgres_url() -> Iterator[str]:
     with skip_or_fail_when_unavailable(), scratch_database("daemon_health_mw") as url:
         migrate_with_alembic(url)
         yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request, tmp_path) -> Iterator[str]:
+    """The URL of a database with no tables yet, on each backend (for migration tests)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrated.db'}"
+    else:
+        with skip_or_fail_when_unavailable(), scratch_database() as url:
+            yield url
