@@ -67,7 +67,7 @@ class Settings:
             "ADMIN_RATE_LIMIT": self.admin_rate_limit,
             "DAEMON_RATE_LIMIT": self.daemon_rate_limit,
             "READ_RATE_LIMIT": self.read_rate_limit,
-            # Flask-Limiter's own settings (app/limiter.py): fixed windows in the
+            # Flask-Limiter's own settings (app/http/limiter.py): fixed windows in the
             # configured storage, counted in memory while that storage is down.
             "RATELIMIT_STORAGE_URI": self.ratelimit_storage_uri,
             "RATELIMIT_KEY_PREFIX": self.ratelimit_key_prefix,

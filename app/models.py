@@ -79,7 +79,7 @@ class Daemon(Base):
     current_task: Mapped[str | None] = mapped_column(String(256))
     # Set when a watcher recorded this row's expiry, so /health does not record it twice.
     stale_recorded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Fingerprint (app/auth.py) of the daemon key that registered this row, never the
+    # Fingerprint (app/http/auth.py) of the daemon key that registered this row, never the
     # key; NULL when an admin key did. Only that daemon key (or an admin) may act on it.
     owner_key_fingerprint: Mapped[str | None] = mapped_column(String(64))
 

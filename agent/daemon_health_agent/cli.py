@@ -110,7 +110,7 @@ def run(args: argparse.Namespace, api_key: str, command: list[str]) -> int:
         signal.signal(signum, forward)
     # The child gets its own process group so each signal reaches it exactly
     # once, through us: a Ctrl-C in a terminal would otherwise hit it twice.
-    # It does not inherit the admin key: the worker has no use for it.
+    # It does not inherit the API key: the worker has no use for it.
     env = {name: value for name, value in os.environ.items() if name != API_KEY_ENV}
     try:
         child = subprocess.Popen(command, env=env, process_group=0)

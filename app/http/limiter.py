@@ -1,6 +1,6 @@
 """Rate limits on every keyed endpoint, enforced by Flask-Limiter.
 
-One shared limit covers every keyed blueprint (app/auth.py registers them), in
+One shared limit covers every keyed blueprint (app/http/auth.py registers them), in
 one of three buckets chosen per request:
 
 - a valid daemon key: its own bucket, DAEMON_RATE_LIMIT per key, wherever its
@@ -10,7 +10,7 @@ one of three buckets chosen per request:
   client address, so guessing keys spends the same budget as using one.
 
 Counting is Flask-Limiter's fixed window in RATELIMIT_STORAGE_URI. A Redis URL
-is served by the claims storage (app/rate_leases.py, scheme ``claims+redis``),
+is served by the claims storage (app/store/rate_leases.py, scheme ``claims+redis``),
 which counts a busy client's requests a few per Redis call and exactly below
 200 per window. While the storage is unreachable Flask-Limiter counts per
 process in memory (RATELIMIT_IN_MEMORY_FALLBACK_ENABLED) and asks the storage

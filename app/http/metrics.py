@@ -1,4 +1,4 @@
-"""GET /metrics, for Prometheus. Needs an admin, read or metrics key (app/auth.py),
+"""GET /metrics, for Prometheus. Needs an admin, read or metrics key (app/http/auth.py),
 sent as X-API-Key or as ``Authorization: Bearer <key>`` (Prometheus' own way)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""HTTP for uptime questions (keys and rate limit: app/auth.py, app/limiter.py)."""
+"""HTTP for uptime questions (keys and rate limit: app/http/auth.py, app/http/limiter.py)."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ that sees one client often claims several of its window's requests at once
 ``LeasedWindows`` works over any ``limits`` storage. ``ClaimingRedisStorage``
 is that counting as a ``limits`` storage of its own, registered under the
 ``claims+redis://`` scheme (also ``claims+rediss://``, ``claims+redis+unix://``)
-for Flask-Limiter's fixed-window strategy; app/limiter.py hands it the
+for Flask-Limiter's fixed-window strategy; app/http/limiter.py hands it the
 service's ``redis://`` URL. Its errors reach Flask-Limiter, which then counts
 in memory until ``check()`` finds Redis again.
 """
