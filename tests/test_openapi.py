@@ -3,6 +3,7 @@ response that breaks the document, on SQLite and on Postgres."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from werkzeug.serving import make_server
 
+from app.http.auth import ACCESS
 from app.http.openapi.document import document
 from tests.support.api import HEADERS
 
@@ -64,3 +66,19 @@ def test_document_is_served_without_a_key(client):
     }
     register = document["components"]["schemas"]["RegistrationIn"]
     assert register["required"] == ["daemonId", "version", "capabilities", "pollInterval", "registeredAt"]
+
+
+def test_every_keyed_operation_documents_its_403(app):
+    # Every keyed endpoint refuses some kind of key (a metrics key everywhere but
+    # /metrics), and the daemon's own endpoints refuse another daemon key too.
+    paths = document()["paths"]
+    checked = []
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<daemon_id:daemon_id>", "{daemonId}", rule.rule)
+        if rule.endpoint not in ACCESS or path not in paths:
+            continue  # /metrics answers Prometheus text and is not in the document
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            responses = paths[path][method.lower()]["responses"]
+            assert "403" in responses, f"{method} {path}"
+            checked.append(f"{method} {path}")
+    assert len(checked) == len(ACCESS) - 1  # all but /metrics

@@ -39,6 +39,8 @@ MODELS: list[type[BaseModel]] = [
 ERRORS = {
     400: "The body or a parameter is unusable; `details` names each problem.",
     401: "Missing or wrong X-API-Key.",
+    403: "This kind of key may not call this endpoint, or a daemon key acted on a daemon "
+    "registered with another key; `error` says what the key may do.",
     404: "No such daemon (or endpoint).",
     405: "Method not allowed here; see the Allow header.",
     413: "Request body over MAX_CONTENT_LENGTH.",
@@ -109,8 +111,9 @@ PERIOD = [
     _query("from", "Start of the period (instead of window).", {"type": "string", "pattern": TIMESTAMP_PATTERN}),
     _query("to", "End of the period (default now).", {"type": "string", "pattern": TIMESTAMP_PATTERN}),
 ]
-WRITE_ERRORS = [400, 401, 413, 415, 429, 503]
-READ_ERRORS = [401, 429, 503]
+# Every documented endpoint takes a key, and each refuses some kind of key (app/http/auth.py): 403.
+WRITE_ERRORS = [400, 401, 403, 413, 415, 429, 503]
+READ_ERRORS = [401, 403, 429, 503]
 
 
 @cache
