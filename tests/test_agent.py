@@ -268,7 +268,7 @@ CHILD = """
 import os, sys, time
 go, info = sys.argv[1], sys.argv[2]
 with open(info, "w") as f:
-    f.write(f"{os.getpid()} {'ADMIN_API_KEY' in os.environ}")
+    f.write(f"{os.getpid()} {'DAEMON_HEALTH_API_KEY' in os.environ or 'ADMIN_API_KEY' in os.environ}")
 while not os.path.exists(go):
     time.sleep(0.02)
 sys.exit(int(open(go).read()))
@@ -287,7 +287,7 @@ def run_wrapped(live, tmp_path: Path) -> Iterator[Callable[[str], subprocess.Pop
             "--timeout", "2", "--", sys.executable, "-c", CHILD,
             str(tmp_path / "go"), str(tmp_path / "info"),
         ]
-        env = {**os.environ, "PYTHONPATH": str(AGENT_DIR), "ADMIN_API_KEY": API_KEY}
+        env = {**os.environ, "PYTHONPATH": str(AGENT_DIR), "DAEMON_HEALTH_API_KEY": API_KEY}
         process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
         started.append(process)
         return process
@@ -359,3 +359,15 @@ def test_command_sigterm_stops_the_child_and_deregisters(
         os.kill(child_pid, 0)
     assert daemon_id not in reader.fleet_ids()
     assert reader.event_kinds(daemon_id)[-1] == "deregistered"
+
+
+@pytest.mark.parametrize("variable", ["DAEMON_HEALTH_API_KEY", "ADMIN_API_KEY"])
+def test_the_command_takes_its_key_from_its_variable_or_the_older_name(monkeypatch, variable):
+    import argparse
+
+    from daemon_health_agent.cli import _api_key  # isort: skip
+
+    for name in ("DAEMON_HEALTH_API_KEY", "ADMIN_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, f" daemon-key-for-{variable} ")
+    assert _api_key(argparse.ArgumentParser(), None) == f"daemon-key-for-{variable}"

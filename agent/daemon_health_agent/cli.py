@@ -22,7 +22,9 @@ from daemon_health_agent.heartbeater import Heartbeater
 
 log = logging.getLogger("daemon_health_agent")
 
-API_KEY_ENV = "ADMIN_API_KEY"
+API_KEY_ENV = "DAEMON_HEALTH_API_KEY"
+# The name older versions read; still accepted, so upgrading breaks no unit file.
+LEGACY_API_KEY_ENV = "ADMIN_API_KEY"
 # The service's rule, checked here so a typo fails at once instead of a 400 every beat.
 DAEMON_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -78,7 +80,7 @@ def _api_key(parser: argparse.ArgumentParser, path: Path | None) -> str:
         except OSError as exc:
             parser.error(f"--api-key-file: {exc.strerror}: {path}")
     else:
-        key = os.environ.get(API_KEY_ENV, "").strip()
+        key = (os.environ.get(API_KEY_ENV) or os.environ.get(LEGACY_API_KEY_ENV, "")).strip()
     if not key:
         parser.error(f"no API key: set ${API_KEY_ENV} or pass --api-key-file")
     return key
@@ -111,7 +113,11 @@ def run(args: argparse.Namespace, api_key: str, command: list[str]) -> int:
     # The child gets its own process group so each signal reaches it exactly
     # once, through us: a Ctrl-C in a terminal would otherwise hit it twice.
     # It does not inherit the API key: the worker has no use for it.
-    env = {name: value for name, value in os.environ.items() if name != API_KEY_ENV}
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in (API_KEY_ENV, LEGACY_API_KEY_ENV)
+    }
     try:
         child = subprocess.Popen(command, env=env, process_group=0)
     except OSError as exc:
