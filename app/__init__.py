@@ -16,6 +16,7 @@ from app.http.metrics import bp as metrics_bp
 from app.http.openapi.document import bp as openapi_bp
 from app.http.registry import PROBE_KEY
 from app.http.registry import bp as daemons_bp
+from app.http.task_metrics import bp as task_metrics_bp
 from app.http.uptime import bp as uptime_bp
 from app.registry import outage_grace
 from config import Settings, settings_from_env
@@ -41,12 +42,13 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
 
     errors.init_app(app)
     cli.init_app(app)
-    limiter.init_app(app, daemons_bp, uptime_bp, fleet_bp)
+    limiter.init_app(app, daemons_bp, uptime_bp, fleet_bp, task_metrics_bp)
     request_metrics.init_app(app)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(fleet_bp)
     app.register_blueprint(uptime_bp)
+    app.register_blueprint(task_metrics_bp)
     app.register_blueprint(daemons_bp)
     app.register_blueprint(dashboard_bp)
     return app

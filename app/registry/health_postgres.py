@@ -18,9 +18,11 @@ from app.registry.history import stale_events_sql
 from app.registry.wire import daemon_state_sql
 from app.store.backend import backend
 from app.store.sql import postgres_sql
+from app.task_metrics import buckets
 
 _NOW = bindparam("now")
 _END_OPEN_SPANS, _INSERT_STALE_EVENTS = stale_events_sql("reaped", now=":now")
+_FLUSH_MINUTES, _FLUSH_HOURS = buckets.flush_deleted_sql("reaped")
 
 # The main SELECT sees the table as it was before the CTE's DELETE, so the
 # live list filters on the expiry rule itself rather than relying on the delete.
@@ -42,6 +44,10 @@ HEALTH = text(
         {_END_OPEN_SPANS}
     ), recorded AS (
         {_INSERT_STALE_EVENTS}
+    ), flushed_minutes AS (
+        {_FLUSH_MINUTES}
+    ), flushed_hours AS (
+        {_FLUSH_HOURS}
     ), active AS (
         SELECT * FROM daemons WHERE {postgres_sql(expiry.live(_NOW))}
     )
@@ -60,4 +66,4 @@ def health_json(conn: Connection, *, now: datetime) -> str:
     # One statement, so one transaction of its own: the row locks of its DELETE
     # are what let only one of several racing readers report each daemon.
     with backend(conn).lone_statement(conn):
-        return conn.execute(HEALTH, {"now": now}).scalar_one()
+        return conn.execute(HEALTH, {"now": now, **buckets.bucket_params(now)}).scalar_one()

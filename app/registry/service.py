@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, select, update
 
 from app.models import daemons
-from app.registry import expiry, health_postgres, history
+from app.registry import expiry, health_postgres, history, task_counters
 from app.registry.schemas import HeartbeatIn, RegistrationIn
 from app.registry.wire import daemon_state
 from app.store.backend import LoneUpdate, backend
+from app.task_metrics import buckets
 
 
 def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timedelta) -> None:
@@ -50,6 +51,7 @@ def register(conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timed
             "tasks_processed": 0,
             "current_task": None,
             "stale_recorded_at": None,
+            **task_counters.SESSION_START,
         }
         row = backend(conn).upsert(conn, daemons, values, key="daemon_id")
         history.record(conn, "registered", row, at=now, now=now, status="healthy")
@@ -76,6 +78,7 @@ def _heartbeat_update(*, status_unchanged: bool):
             status=bindparam("new_status"),
             tasks_processed=bindparam("new_tasks_processed"),
             current_task=bindparam("new_current_task"),
+            **task_counters.heartbeat_values(),
         )
     )
 
@@ -98,6 +101,7 @@ def heartbeat(conn: Connection, beat: HeartbeatIn, *, now: datetime, ttl: timede
         "new_status": beat.status,
         "new_tasks_processed": beat.tasks_processed,
         "new_current_task": beat.current_task,
+        **task_counters.heartbeat_params(beat),
     }
     # The common case, an unchanged status, is a single UPDATE and adds no history.
     if _BEAT_SAME_STATUS.rowcount(conn, params) == 1:
@@ -133,6 +137,7 @@ def deregister(conn: Connection, daemon_id: str, *, now: datetime) -> bool:
         ).first()
         if row is None:
             return False
+        buckets.flush_deleted(conn, [row], now=now)
         history.record(conn, "deregistered", row, at=now, now=now, status=None)
         return True
 
@@ -149,6 +154,7 @@ def health(conn: Connection, *, now: datetime) -> str:
         return health_postgres.health_json(conn, now=now)
     with conn.begin():
         reaped = conn.execute(delete(daemons).where(expiry.expired(now)).returning(daemons)).all()
+        buckets.flush_deleted(conn, reaped, now=now)
         unrecorded = [row for row in reaped if row.stale_recorded_at is None]
         if unrecorded:
             history.record_stale(conn, unrecorded, now=now)

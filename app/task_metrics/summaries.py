@@ -1,0 +1,187 @@
+"""Task summaries for a period: tasks, failures, error rate and average task time.
+
+A period is read from the finest buckets that are still kept: whole hours from
+the hour buckets, the partial hours at its ends from the minute buckets (kept
+two days; older ends are counted by whole hour buckets that start inside the
+period). A bucket counts when it starts inside the period. Counts not yet
+sampled (the live rows' ``unsampled_*``) happened before now, so they count
+for a period that contains now. Hence a period is exact when its ends fall on
+minutes (to within one watcher tick), and a period that covers whole sessions
+is exact whatever its ends.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Table, func, literal, or_, select, union_all
+
+from app.models import daemon_task_hours, daemon_task_minutes, daemons
+from app.registry.schemas import InvalidInput
+from app.task_metrics.buckets import COUNTS, HOUR, UNSAMPLED, floor, minutes_kept_since
+from app.uptime.period import Period
+
+_Part = tuple[Table, datetime, datetime]  # buckets of a table starting in [from, to)
+
+_STEP = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
+_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
+DEFAULT_STEP = "1h"
+MAX_STEPS = 10_000
+STEP_RULE = f"must be a number and a unit m, h or d (e.g. 5m, 1h, 1d), at least 1m and at most {MAX_STEPS:,} steps per period"
+
+
+def parts(start: datetime, end: datetime, *, now: datetime) -> list[_Part]:
+    """Which buckets make up [start, end): hour buckets inside, minute buckets at the ends."""
+    kept = minutes_kept_since(now)
+
+    def edge(low: datetime, high: datetime) -> list[_Part]:
+        # Inside one hour: its minutes while kept, else the hour bucket if it starts here.
+        if low >= high:
+            return []
+        return [(daemon_task_minutes if low >= kept else daemon_task_hours, low, high)]
+
+    first_hour = start if floor(start, HOUR) == start else floor(start, HOUR) + HOUR
+    last_hour = floor(end, HOUR)
+    if first_hour > last_hour:  # both ends inside one hour
+        return edge(start, end)
+    whole = [(daemon_task_hours, first_hour, last_hour)] if first_hour < last_hour else []
+    return edge(start, first_hour) + whole + edge(last_hour, end)
+
+
+def _counts_live(start: datetime, end: datetime, now: datetime) -> bool:
+    return start < now <= end
+
+
+def summary(counts: Mapping[str, Any]) -> dict[str, Any]:
+    """The Summary of the contract from summed counts (rates are None without tasks)."""
+    tasks, failed = int(counts["tasks"]), int(counts["failed"])
+    timed = int(counts["timed_tasks"])
+    return {
+        "tasks": tasks,
+        "failedTasks": failed,
+        "errorRate": failed / tasks if tasks else None,
+        "avgResponseTimeMs": round(float(counts["task_ms"]) / timed, 3) if timed else None,
+    }
+
+
+def _zero() -> dict[str, Any]:
+    return dict.fromkeys(COUNTS, 0)
+
+
+def _add(total: dict[str, Any], counts: Any) -> None:
+    for c in COUNTS:
+        total[c] += counts[c] if isinstance(counts, Mapping) else getattr(counts, c)
+
+
+def per_daemon(conn: Connection, period: Period, daemon_id: str | None = None) -> dict[str, dict[str, Any]]:
+    """Summed counts per daemon with tasks in the period (or of one daemon), by id."""
+    sources = []
+    for table, low, high in parts(period.start, period.end, now=period.now):
+        query = select(table.c.daemon_id, *(table.c[c] for c in COUNTS)).where(
+            table.c.bucket >= low, table.c.bucket < high
+        )
+        if daemon_id is not None:
+            query = query.where(table.c.daemon_id == daemon_id)
+        sources.append(query)
+    if _counts_live(period.start, period.end, period.now):
+        live = select(daemons.c.daemon_id, *(daemons.c[UNSAMPLED[c]].label(c) for c in COUNTS)).where(
+            or_(*(daemons.c[UNSAMPLED[c]] != 0 for c in COUNTS))
+        )
+        if daemon_id is not None:
+            live = live.where(daemons.c.daemon_id == daemon_id)
+        sources.append(live)
+    if not sources:
+        return {}
+    rows = union_all(*sources).subquery()
+    totals = conn.execute(
+        select(rows.c.daemon_id, *(func.sum(rows.c[c]).label(c) for c in COUNTS))
+        .group_by(rows.c.daemon_id)
+        .having(func.sum(rows.c.tasks) + func.sum(rows.c.failed) + func.sum(rows.c.task_ms) > literal(0))
+        .order_by(rows.c.daemon_id)
+    ).all()
+    return {row.daemon_id: {c: getattr(row, c) for c in COUNTS} for row in totals}
+
+
+def fleet(conn: Connection, period: Period) -> dict[str, Any]:
+    """The fleet's Summary and each active daemon's, for GET /api/daemon/metrics."""
+    counts = per_daemon(conn, period)
+    total = _zero()
+    for daemon_counts in counts.values():
+        _add(total, daemon_counts)
+    return {
+        "fleet": summary(total),
+        "daemons": [{"daemonId": daemon_id, **summary(c)} for daemon_id, c in counts.items()],
+    }
+
+
+def parse_step(args: Mapping[str, str], period: Period) -> timedelta:
+    """``step`` (default 1h): the length of each point of a series."""
+    match = _STEP.fullmatch(args.get("step", DEFAULT_STEP))
+    if not match:
+        raise InvalidInput(f"Invalid query parameter step: {STEP_RULE}", {"step": STEP_RULE})
+    step = timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+    if (period.end - period.start) / step > MAX_STEPS:
+        raise InvalidInput(f"Invalid query parameter step: {STEP_RULE}", {"step": STEP_RULE})
+    return step
+
+
+class _Buckets:
+    """One daemon's buckets of one table, sorted, with running sums for any range."""
+
+    def __init__(self, rows: Sequence[Any]) -> None:
+        self.starts = [row.bucket for row in rows]
+        self.sums = [_zero()]
+        for row in rows:
+            running = dict(self.sums[-1])
+            _add(running, row)
+            self.sums.append(running)
+
+    def between(self, low: datetime, high: datetime) -> dict[str, Any]:
+        i, j = bisect_left(self.starts, low), bisect_left(self.starts, high)
+        return {c: self.sums[j][c] - self.sums[i][c] for c in COUNTS}
+
+
+def series(
+    conn: Connection, period: Period, daemon_id: str, step: timedelta
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One daemon's Summary over the period, and one per step.
+
+    Each step is a period of its own, read by the same ``parts`` rule.
+    """
+    tables = {}
+    for table in (daemon_task_minutes, daemon_task_hours):
+        tables[table.name] = _Buckets(
+            conn.execute(
+                select(table.c.bucket, *(table.c[c] for c in COUNTS))
+                .where(
+                    table.c.daemon_id == daemon_id,
+                    table.c.bucket >= floor(period.start, HOUR),
+                    table.c.bucket < period.end,
+                )
+                .order_by(table.c.bucket)
+            ).all()
+        )
+    live_row = conn.execute(
+        select(*(daemons.c[UNSAMPLED[c]].label(c) for c in COUNTS)).where(daemons.c.daemon_id == daemon_id)
+    ).first()
+    live = {c: getattr(live_row, c) for c in COUNTS} if live_row is not None else _zero()
+
+    def counts(start: datetime, end: datetime) -> dict[str, Any]:
+        total = _zero()
+        for table, low, high in parts(start, end, now=period.now):
+            _add(total, tables[table.name].between(low, high))
+        if _counts_live(start, end, period.now):
+            _add(total, live)
+        return total
+
+    points = []
+    at = period.start
+    while at < period.end:
+        until = min(at + step, period.end)
+        points.append({"from": at, "to": until, **summary(counts(at, until))})
+        at = until
+    return summary(counts(period.start, period.end)), points
