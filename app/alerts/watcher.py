@@ -71,7 +71,7 @@ def tick(watcher: Watcher, lanes: Lanes) -> TickReport:
         if report.graced:
             log.warning("service was unreachable for over %s: %d daemons get grace", ttl, report.graced)
         report.stale = service.record_expiries(conn, now=now)
-        report.sampled = buckets.sample(conn, now=now)
+        report.sampled = buckets.sample(conn)
         report.enqueued = outbox.enqueue(conn, rules, now=now)
         due: list[Row[Any]] = []
         for url in outbox.due_urls(conn, now=now):

@@ -66,4 +66,4 @@ def health_json(conn: Connection, *, now: datetime) -> str:
     # One statement, so one transaction of its own: the row locks of its DELETE
     # are what let only one of several racing readers report each daemon.
     with backend(conn).lone_statement(conn):
-        return conn.execute(HEALTH, {"now": now, **buckets.bucket_params(now)}).scalar_one()
+        return conn.execute(HEALTH, {"now": now}).scalar_one()

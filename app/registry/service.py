@@ -137,7 +137,7 @@ def deregister(conn: Connection, daemon_id: str, *, now: datetime) -> bool:
         ).first()
         if row is None:
             return False
-        buckets.flush_deleted(conn, [row], now=now)
+        buckets.flush_deleted(conn, [row])
         history.record(conn, "deregistered", row, at=now, now=now, status=None)
         return True
 
@@ -154,7 +154,7 @@ def health(conn: Connection, *, now: datetime) -> str:
         return health_postgres.health_json(conn, now=now)
     with conn.begin():
         reaped = conn.execute(delete(daemons).where(expiry.expired(now)).returning(daemons)).all()
-        buckets.flush_deleted(conn, reaped, now=now)
+        buckets.flush_deleted(conn, reaped)
         unrecorded = [row for row in reaped if row.stale_recorded_at is None]
         if unrecorded:
             history.record_stale(conn, unrecorded, now=now)

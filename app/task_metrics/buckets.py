@@ -2,13 +2,14 @@
 
 Heartbeats only add to their daemon's ``unsampled_*`` columns (one UPDATE,
 app/registry/task_counters.py). The sampler, run by the watcher every tick,
-moves those increases into the bucket of the minute and of the hour it runs in;
-a daemon row that is deleted (deregistration, /health's reap) takes its
-unsampled increases into the same buckets in the same transaction. So every
-counted task lands in exactly one minute bucket and one hour bucket, storage
-grows with daemons x time (at most 1,440 + 24 rows per daemon per day), never
-with heartbeats, and a bucket holds what was counted during its span, to within
-one watcher tick (WATCH_INTERVAL_SECONDS).
+moves those increases into the minute and the hour bucket of the daemon's last
+heartbeat, the one that reported them; a daemon row that is deleted
+(deregistration, /health's reap) takes its unsampled increases into the same
+buckets in the same transaction. So every counted task lands in exactly one
+minute bucket and one hour bucket, storage grows with daemons x time (at most
+1,440 + 24 rows per daemon per day), never with heartbeats, and each task is
+in the bucket of the heartbeat that reported it (of the latest one, when the
+watcher was slower than the heartbeats: resolution one watcher tick).
 
 Minute buckets are kept ``MINUTE_RETENTION`` (2 days), hour buckets as long as
 the history (``daemons prune-history``).
@@ -41,6 +42,18 @@ def floor(at: datetime, size: timedelta) -> datetime:
     return at.replace(second=0, microsecond=0)
 
 
+def ceil(at: datetime, size: timedelta) -> datetime:
+    """The first bucket start at or after ``at``: a time t has floor(t) >= at exactly when t >= ceil(at)."""
+    start = floor(at, size)
+    return start if start == at else start + size
+
+
+def _floor_sql(column: str, size: timedelta) -> str:
+    # floor() in Postgres, in UTC whatever the session's time zone.
+    unit = "hour" if size == HOUR else "minute"
+    return f"date_trunc('{unit}', {column} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
+
+
 def minutes_kept_since(now: datetime) -> datetime:
     """The earliest minute bucket every reader may count on (older ones may be pruned)."""
     return floor(now - MINUTE_RETENTION, MINUTE) + MINUTE
@@ -67,42 +80,43 @@ def _has_unsampled(row: Any) -> bool:
     return any(getattr(row, UNSAMPLED[c]) for c in COUNTS)
 
 
-def _add(conn: Connection, rows: Sequence[Any], *, now: datetime) -> None:
-    """Add each row's unsampled counts to the minute and hour buckets holding ``now``."""
+def _add(conn: Connection, rows: Sequence[Any]) -> None:
+    """Add each row's unsampled counts to the buckets of its last heartbeat."""
     if not rows:
         return
     for table, size in TIERS:
-        bucket = floor(now, size)
         conn.execute(
             _ADD[table.name],
             [
-                {"daemon_id": r.daemon_id, "bucket": bucket, **{c: getattr(r, UNSAMPLED[c]) for c in COUNTS}}
+                {
+                    "daemon_id": r.daemon_id,
+                    "bucket": floor(r.last_heartbeat, size),
+                    **{c: getattr(r, UNSAMPLED[c]) for c in COUNTS},
+                }
                 for r in rows
             ],
         )
 
 
-def flush_deleted(conn: Connection, deleted: Sequence[Row[Any]], *, now: datetime) -> None:
+def flush_deleted(conn: Connection, deleted: Sequence[Row[Any]]) -> None:
     """Keep the unsampled counts of daemon rows being deleted (call in the deleting transaction)."""
-    _add(conn, [row for row in deleted if _has_unsampled(row)], now=now)
+    _add(conn, [row for row in deleted if _has_unsampled(row)])
 
 
-def flush_deleted_sql(source: str) -> tuple[str, str]:
-    """The same as ``flush_deleted`` as two CTE bodies for Postgres' one-statement /health.
+def flush_deleted_sql(source: str) -> tuple[str, ...]:
+    """``flush_deleted`` as CTE bodies (one per tier) for Postgres' one-statement /health.
 
-    ``source`` names the CTE of deleted rows; binds ``:minute_bucket`` and ``:hour_bucket``
-    (``bucket_params``).
+    ``source`` names the CTE of deleted daemon rows.
     """
     has_unsampled = " OR ".join(f"{UNSAMPLED[c]} <> 0" for c in COUNTS)
     columns = ", ".join(UNSAMPLED[c] for c in COUNTS)
-    return tuple(  # type: ignore[return-value]
-        _upsert_sql(table.name, f"SELECT daemon_id, :{size_name}_bucket, {columns} FROM {source} WHERE {has_unsampled}")
-        for (table, _), size_name in zip(TIERS, ("minute", "hour"), strict=True)
+    return tuple(
+        _upsert_sql(
+            table.name,
+            f"SELECT daemon_id, {_floor_sql('last_heartbeat', size)}, {columns} FROM {source} WHERE {has_unsampled}",
+        )
+        for table, size in TIERS
     )
-
-
-def bucket_params(now: datetime) -> dict[str, datetime]:
-    return {"minute_bucket": floor(now, MINUTE), "hour_bucket": floor(now, HOUR)}
 
 
 _d = daemons.c
@@ -113,8 +127,8 @@ _TAKE = (
 )
 
 
-def sample(conn: Connection, *, now: datetime) -> int:
-    """Move every daemon's unsampled counts into the buckets holding ``now``; how many daemons.
+def sample(conn: Connection) -> int:
+    """Move every daemon's unsampled counts into its buckets; how many daemons had some.
 
     What is taken is subtracted, not zeroed, so a heartbeat that lands meanwhile
     keeps its increase for the next sample. Several watchers may sample at once:
@@ -123,13 +137,13 @@ def sample(conn: Connection, *, now: datetime) -> int:
     """
     with conn.begin():
         rows = conn.execute(
-            select(_d.daemon_id, *(_d[UNSAMPLED[c]] for c in COUNTS))
+            select(_d.daemon_id, _d.last_heartbeat, *(_d[UNSAMPLED[c]] for c in COUNTS))
             .where(or_(*(_d[UNSAMPLED[c]] != 0 for c in COUNTS)))
             .with_for_update()
         ).all()
         if not rows:
             return 0
-        _add(conn, rows, now=now)
+        _add(conn, rows)
         conn.execute(
             _TAKE,
             [

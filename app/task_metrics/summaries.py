@@ -4,10 +4,10 @@ A period is read from the finest buckets that are still kept: whole hours from
 the hour buckets, the partial hours at its ends from the minute buckets (kept
 two days; older ends are counted by whole hour buckets that start inside the
 period). A bucket counts when it starts inside the period. Counts not yet
-sampled (the live rows' ``unsampled_*``) happened before now, so they count
-for a period that contains now. Hence a period is exact when its ends fall on
-minutes (to within one watcher tick), and a period that covers whole sessions
-is exact whatever its ends.
+sampled (the rows' ``unsampled_*``) are read as the buckets the sampler will
+put them in (those of the daemon's last heartbeat). Hence a period is exact
+when its ends fall on minutes (to within one watcher tick), and one that covers
+whole sessions is exact whatever its ends.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import re
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Table, func, literal, or_, select, union_all
 
 from app.models import daemon_task_hours, daemon_task_minutes, daemons
 from app.registry.schemas import InvalidInput
-from app.task_metrics.buckets import COUNTS, HOUR, UNSAMPLED, floor, minutes_kept_since
+from app.task_metrics.buckets import COUNTS, HOUR, TIERS, UNSAMPLED, ceil, floor, minutes_kept_since
 from app.uptime.period import Period
 
 _Part = tuple[Table, datetime, datetime]  # buckets of a table starting in [from, to)
@@ -52,8 +53,7 @@ def parts(start: datetime, end: datetime, *, now: datetime) -> list[_Part]:
     return edge(start, first_hour) + whole + edge(last_hour, end)
 
 
-def _counts_live(start: datetime, end: datetime, now: datetime) -> bool:
-    return start < now <= end
+_SIZE = {table.name: size for table, size in TIERS}
 
 
 def summary(counts: Mapping[str, Any]) -> dict[str, Any]:
@@ -79,21 +79,23 @@ def _add(total: dict[str, Any], counts: Any) -> None:
 
 def per_daemon(conn: Connection, period: Period, daemon_id: str | None = None) -> dict[str, dict[str, Any]]:
     """Summed counts per daemon with tasks in the period (or of one daemon), by id."""
+    d = daemons.c
     sources = []
     for table, low, high in parts(period.start, period.end, now=period.now):
-        query = select(table.c.daemon_id, *(table.c[c] for c in COUNTS)).where(
+        stored = select(table.c.daemon_id, *(table.c[c] for c in COUNTS)).where(
             table.c.bucket >= low, table.c.bucket < high
         )
-        if daemon_id is not None:
-            query = query.where(table.c.daemon_id == daemon_id)
-        sources.append(query)
-    if _counts_live(period.start, period.end, period.now):
-        live = select(daemons.c.daemon_id, *(daemons.c[UNSAMPLED[c]].label(c) for c in COUNTS)).where(
-            or_(*(daemons.c[UNSAMPLED[c]] != 0 for c in COUNTS))
+        # Not yet sampled: in [low, high) when its last heartbeat's bucket starts there.
+        size = _SIZE[table.name]
+        unsampled = select(d.daemon_id, *(d[UNSAMPLED[c]].label(c) for c in COUNTS)).where(
+            or_(*(d[UNSAMPLED[c]] != 0 for c in COUNTS)),
+            d.last_heartbeat >= ceil(low, size),
+            d.last_heartbeat < ceil(high, size),
         )
         if daemon_id is not None:
-            live = live.where(daemons.c.daemon_id == daemon_id)
-        sources.append(live)
+            stored = stored.where(table.c.daemon_id == daemon_id)
+            unsampled = unsampled.where(d.daemon_id == daemon_id)
+        sources += [stored, unsampled]
     if not sources:
         return {}
     rows = union_all(*sources).subquery()
@@ -152,30 +154,30 @@ def series(
 
     Each step is a period of its own, read by the same ``parts`` rule.
     """
+    unsampled = conn.execute(
+        select(daemons.c.last_heartbeat, *(daemons.c[UNSAMPLED[c]].label(c) for c in COUNTS)).where(
+            daemons.c.daemon_id == daemon_id
+        )
+    ).first()
     tables = {}
-    for table in (daemon_task_minutes, daemon_task_hours):
-        tables[table.name] = _Buckets(
+    for table, size in TIERS:
+        rows: list[Any] = list(
             conn.execute(
-                select(table.c.bucket, *(table.c[c] for c in COUNTS))
-                .where(
+                select(table.c.bucket, *(table.c[c] for c in COUNTS)).where(
                     table.c.daemon_id == daemon_id,
                     table.c.bucket >= floor(period.start, HOUR),
                     table.c.bucket < period.end,
                 )
-                .order_by(table.c.bucket)
-            ).all()
+            )
         )
-    live_row = conn.execute(
-        select(*(daemons.c[UNSAMPLED[c]].label(c) for c in COUNTS)).where(daemons.c.daemon_id == daemon_id)
-    ).first()
-    live = {c: getattr(live_row, c) for c in COUNTS} if live_row is not None else _zero()
+        if unsampled is not None:  # read as the bucket the sampler will put it in
+            rows.append(SimpleNamespace(bucket=floor(unsampled.last_heartbeat, size), **unsampled._mapping))
+        tables[table.name] = _Buckets(sorted(rows, key=lambda row: row.bucket))
 
     def counts(start: datetime, end: datetime) -> dict[str, Any]:
         total = _zero()
         for table, low, high in parts(start, end, now=period.now):
             _add(total, tables[table.name].between(low, high))
-        if _counts_live(start, end, period.now):
-            _add(total, live)
         return total
 
     points = []
