@@ -286,3 +286,68 @@ def test_metrics_is_a_reserved_id(client):
     response = client.post("/api/daemon/register", json=registration(daemonId="metrics"), headers=HEADERS)
     assert response.status_code == 400
     assert "daemonId" in response.get_json()["details"]
+
+
+def test_prometheus_counters_give_the_same_rates(clock, client, make_daemon, counts):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    make_daemon()
+    clock.advance(30)
+    counts(40, 4, 8_000)
+
+    def scrape() -> dict:
+        text = client.get("/metrics", headers=HEADERS).get_data(as_text=True)
+        return {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.labels.get("daemon_id") == "daemon_macmini_1"
+        }
+
+    samples = scrape()
+    assert samples["daemon_health_daemon_tasks_failed_total"] == 4
+    assert samples["daemon_health_daemon_task_seconds_total"] == 8.0
+    clock.advance(30)
+    counts(100, 7, 20_000)
+    later = scrape()
+    # increase(): 60 tasks, 3 failed, 12 s, so 200 ms a task, as /api/daemon/metrics says.
+    assert later["daemon_health_daemon_tasks_processed_total"] - samples["daemon_health_daemon_tasks_processed_total"] == 60
+    assert later["daemon_health_daemon_tasks_failed_total"] - samples["daemon_health_daemon_tasks_failed_total"] == 3
+    assert later["daemon_health_daemon_task_seconds_total"] - samples["daemon_health_daemon_task_seconds_total"] == 12.0
+
+
+def test_the_sql_function_agrees_with_the_api(backend, clock, engine, make_daemon, counts, metrics, sample):
+    """daemon_task_metrics(from, to) in psql gives the API's figures (Postgres only, like daemon_uptime)."""
+    if backend != "postgresql":
+        pytest.skip("daemon_task_metrics() is a Postgres function")
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    # Near the database's now(): the function keeps minute buckets two days back from it.
+    clock.current = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+    make_daemon(daemonId="a")
+    make_daemon(daemonId="b")
+    for i in range(1, 200):  # 100 minutes, a beat every 30 s
+        clock.advance(30)
+        counts(i * 3, i, i * 50.0, daemon_id="a")
+        counts(i, daemon_id="b")
+        if i % 3 == 0:
+            sample()
+    start = clock.current - timedelta(minutes=99)
+    periods = [
+        (start, clock.current + timedelta(seconds=1)),
+        (start + timedelta(minutes=7, seconds=20), start + timedelta(minutes=83)),
+        (start + timedelta(minutes=3), start + timedelta(minutes=4)),
+    ]
+    for low, high in periods:
+        period = {"from": low.isoformat().replace("+00:00", "Z"), "to": high.isoformat().replace("+00:00", "Z")}
+        api = metrics(**period)["daemons"]
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT * FROM daemon_task_metrics(:low, :high)"), {"low": low, "high": high}).all()
+        assert [
+            {"daemonId": r.daemon_id, "tasks": r.tasks, "failedTasks": r.failed_tasks,
+             "errorRate": r.error_rate, "avgResponseTimeMs": r.avg_response_time_ms}
+            for r in rows
+        ] == api
+        assert api and all(d["tasks"] > 0 for d in api)
