@@ -5,7 +5,9 @@ Every test runs on SQLite and on Postgres, with the clock moved, never slept.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -351,3 +353,12 @@ def test_the_sql_function_agrees_with_the_api(backend, clock, engine, make_daemo
             for r in rows
         ] == api
         assert api and all(d["tasks"] > 0 for d in api)
+    # The README's queries for psql users run on the same data.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Task metrics", 1)[1].split("\n## ", 1)[0]
+    per_daemon_query, fleet_query = re.findall(r"```sql\n(.*?)```", section, re.S)
+    with engine.connect() as conn:
+        worst_first = conn.execute(text(per_daemon_query)).all()
+        fleet = conn.execute(text(fleet_query)).one()
+    assert [r.daemon_id for r in worst_first] == ["a", "b"]  # b reports no failures
+    assert fleet.tasks > 0 and 0 < fleet.error_rate < 1 and fleet.avg_response_time_ms == pytest.approx(50 / 3)
