@@ -362,3 +362,19 @@ def test_the_sql_function_agrees_with_the_api(backend, clock, engine, make_daemo
         fleet = conn.execute(text(fleet_query)).one()
     assert [r.daemon_id for r in worst_first] == ["a", "b"]  # b reports no failures
     assert fleet.tasks > 0 and 0 < fleet.error_rate < 1 and fleet.avg_response_time_ms == pytest.approx(50 / 3)
+
+
+def test_the_watcher_samples_every_tick(app, clock, make_daemon, counts, engine):
+    from app.alerts import watcher
+    from app.alerts.lanes import Lanes
+    from app.cli import watcher_of
+
+    make_daemon()
+    clock.advance(30)
+    counts(12, 1, 600)
+    with Lanes() as lanes:
+        assert watcher.tick(watcher_of(app), lanes).sampled == 1
+        assert watcher.tick(watcher_of(app), lanes).sampled == 0  # nothing new since
+    with engine.connect() as conn:
+        rows = conn.execute(select(daemon_task_minutes.c.bucket, daemon_task_minutes.c.tasks)).all()
+    assert [(row.bucket, row.tasks) for row in rows] == [(START, 12)]  # the minute of the heartbeat
