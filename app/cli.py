@@ -17,6 +17,7 @@ from flask.cli import AppGroup
 from app.alerts import outbox, watcher, webhooks
 from app.http.context import clock, database, now, settings
 from app.registry.wire import isoformat_z
+from app.task_metrics import buckets
 from app.uptime import retention
 
 daemons_cli = AppGroup("daemons", help="Manage the daemon registry and its history.")
@@ -35,7 +36,9 @@ def prune_history(days: int | None) -> None:
     cutoff = now() - timedelta(days=days)
     with database().engine.connect() as conn:
         removed = retention.prune(conn, before=cutoff)
+        removed_buckets = buckets.prune(conn, now=now(), before=cutoff)
     click.echo(f"Removed {removed} history events older than {days} days.")
+    click.echo(f"Removed {removed_buckets} task buckets (minutes older than 2 days, hours older than {days} days).")
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
+    Double,
     Index,
     Integer,
     MetaData,
@@ -82,6 +83,15 @@ class Daemon(Base):
     # Fingerprint (app/http/auth.py) of the daemon key that registered this row, never the
     # key; NULL when an admin key did. Only that daemon key (or an admin) may act on it.
     owner_key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # The session's last reported failure and task-time counters (beside tasks_processed).
+    tasks_failed: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    task_time_ms: Mapped[float] = mapped_column(Double, server_default="0")
+    # What heartbeats counted (reset-aware increases, app/registry/task_counters.py)
+    # and the sampler has not yet moved into the task buckets (app/task_metrics/).
+    unsampled_tasks: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    unsampled_failed: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    unsampled_task_ms: Mapped[float] = mapped_column(Double, server_default="0")
+    unsampled_timed_tasks: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class DaemonEvent(Base):
@@ -127,6 +137,35 @@ class DaemonEvent(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # When a watcher turned this event into alerts (or decided it needs none).
     alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class _TaskBucket:
+    """Tasks finished in one time bucket by one daemon: increases, never running totals.
+
+    ``timed_tasks`` are the tasks of heartbeats that carried ``taskTimeMs``, so
+    daemons that do not report task time leave the average alone.
+    """
+
+    daemon_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    tasks: Mapped[int] = mapped_column(BigInteger)
+    failed: Mapped[int] = mapped_column(BigInteger)
+    task_ms: Mapped[float] = mapped_column(Double)
+    timed_tasks: Mapped[int] = mapped_column(BigInteger)
+
+
+class DaemonTaskMinute(_TaskBucket, Base):
+    """One-minute task buckets, kept two days (app/task_metrics/buckets.py)."""
+
+    __tablename__ = "daemon_task_minutes"
+    __table_args__ = (Index(None, "bucket"),)
+
+
+class DaemonTaskHour(_TaskBucket, Base):
+    """One-hour task buckets, kept as long as the history (HISTORY_RETENTION_DAYS)."""
+
+    __tablename__ = "daemon_task_hours"
+    __table_args__ = (Index(None, "bucket"),)
 
 
 class ServiceLiveness(Base):
@@ -187,3 +226,5 @@ daemon_events = DaemonEvent.__table__
 service_liveness = ServiceLiveness.__table__
 service_outages = ServiceOutage.__table__
 alert_deliveries = AlertDelivery.__table__
+daemon_task_minutes = DaemonTaskMinute.__table__
+daemon_task_hours = DaemonTaskHour.__table__

@@ -38,17 +38,17 @@ from tests.support.redis_store import REDIS_URL, delete_redis_keys  # noqa: E402
 DAEMONS = 10_000
 
 
-def body(i: int) -> bytes:
-    return json.dumps(
-        {
-            "daemonId": f"daemon_{i % DAEMONS:05d}",
-            "status": "healthy",
-            "tasksProcessed": i,
-            "currentTask": f"evt_{i}",
-            "lastHeartbeat": "2026-01-25T12:00:00Z",
-        },
-        separators=(",", ":"),
-    ).encode()
+def body(i: int, *, task_fields: bool = False) -> bytes:
+    fields = {
+        "daemonId": f"daemon_{i % DAEMONS:05d}",
+        "status": "healthy",
+        "tasksProcessed": i,
+        "currentTask": f"evt_{i}",
+        "lastHeartbeat": "2026-01-25T12:00:00Z",
+    }
+    if task_fields:  # what a daemon reporting failures and task time sends besides
+        fields.update(tasksFailed=i // 10, taskTimeMs=i * 12.5)
+    return json.dumps(fields, separators=(",", ":")).encode()
 
 
 def measure_all(
@@ -82,6 +82,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--task-fields", action="store_true", help="heartbeats carry tasksFailed and taskTimeMs")
     args = parser.parse_args()
 
     # Like gunicorn.conf.py: request metrics go to files shared by workers. Set
@@ -126,7 +127,7 @@ def main() -> int:
                 hooks[:] = [hook for hook in hooks if not hook.__module__.startswith("flask_limiter")]
             return app
 
-        raw_bodies = [body(i) for i in range(DAEMONS)]
+        raw_bodies = [body(i, task_fields=args.task_fields) for i in range(DAEMONS)]
         beats = [parse_body(HeartbeatIn, b) for b in raw_bodies]
         ttl = timedelta(seconds=86400)
         layers: list[tuple[str, str, Callable[[int], object]]] = []

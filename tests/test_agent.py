@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from tests.support.agent import (
     wait_for,
     wipe,
 )
-from tests.support.api import API_KEY
+from tests.support.api import API_KEY, HEADERS
 from tests.support.clocks import FrozenClock
 from tests.support.processes import free_port
 
@@ -371,3 +372,40 @@ def test_the_command_takes_its_key_from_its_variable_or_the_older_name(monkeypat
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(variable, f" daemon-key-for-{variable} ")
     assert _api_key(argparse.ArgumentParser(), None) == f"daemon-key-for-{variable}"
+
+
+def test_the_callback_may_report_failures_and_task_time(live, reader, agents, clock: FrozenClock) -> None:
+    url, recorder = live
+    daemon_id = new_daemon_id()
+    done = {"tasks": 0}
+
+    def report() -> dict[str, Any]:
+        done["tasks"] += 10
+        # Cumulative since start: one task in ten fails, each takes 25 ms.
+        return {"tasksProcessed": done["tasks"], "tasksFailed": done["tasks"] // 10, "taskTimeMs": done["tasks"] * 25.0}
+
+    agents(url, daemon_id, status_callback=report).start()
+    wait_for(lambda: len(recorder.of("/heartbeat")) >= 3, what="three heartbeats")
+    # The service's clock stands still, so every beat is in the current minute: ask past it.
+    to = (clock.now() + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    response = reader.client.get(
+        f"/api/daemon/{daemon_id}/metrics", query_string={"window": "1h", "to": to}, headers=HEADERS
+    )
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["tasks"] >= 30
+    assert body["failedTasks"] == body["tasks"] // 10
+    assert body["errorRate"] == 0.1 and body["avgResponseTimeMs"] == 25.0
+
+
+def test_counters_the_service_would_refuse_are_left_out(live, reader, agents, caplog) -> None:
+    url, recorder = live
+    daemon_id = new_daemon_id()
+
+    def report() -> dict[str, Any]:
+        return {"tasksProcessed": 5, "tasksFailed": 6, "taskTimeMs": float("nan")}
+
+    agents(url, daemon_id, status_callback=report).start()
+    wait_for(lambda: len(recorder.of("/heartbeat")) >= 2, what="two heartbeats")
+    assert {c.status for c in recorder.of("/heartbeat")} == {200}
+    assert "tasksFailed 6" in caplog.text and "taskTimeMs nan" in caplog.text

@@ -78,7 +78,7 @@ def row(page: Any, daemon_id: str) -> Any:
 
 # Cells after the row header: status, [daemon id], last seen, version, capabilities, tasks,
 # current task, uptime.
-STATUS, LAST_SEEN, VERSION, CAPABILITIES, TASKS, CURRENT_TASK, UPTIME = range(7)
+STATUS, LAST_SEEN, VERSION, CAPABILITIES, TASKS, CURRENT_TASK, UPTIME, ERRORS, AVG_TASK = range(9)
 
 
 def cell(page: Any, daemon_id: str, column: int) -> Any:
@@ -136,7 +136,7 @@ def test_registered_daemons_appear_with_status_version_tasks_and_uptime(
     register(client, "bravo", version="3.0.1", capabilities=[])
     register(client, "charlie")
     clock.current = start
-    beat(client, "alpha", status="healthy", tasksProcessed=42, currentTask="evt_123")
+    beat(client, "alpha", status="healthy", tasksProcessed=42, currentTask="evt_123", tasksFailed=3, taskTimeMs=5250)
     beat(client, "bravo", status="degraded", tasksProcessed=7, currentTask=None)
     beat(client, "charlie", status="unhealthy", tasksProcessed=1234567)
     assert watcher_tick(app) == ["delta"]
@@ -160,6 +160,11 @@ def test_registered_daemons_appear_with_status_version_tasks_and_uptime(
     # 24 h uptime: delta was up for its TTL (60 s) and has been down for 60 s since.
     expect(cell(page, "alpha", UPTIME)).to_have_text("100 %")
     expect(cell(page, "delta", UPTIME)).to_have_text("50.00 % (1 incident)")
+    # 24 h task metrics: alpha failed 3 of 42 tasks at 125 ms each; charlie reports no time or failures.
+    expect(cell(page, "alpha", ERRORS)).to_have_text("7.14 % of 42")
+    expect(cell(page, "alpha", AVG_TASK)).to_have_text("125 ms")
+    expect(cell(page, "charlie", ERRORS)).to_have_text("0.00 % of 1,234,567")
+    expect(cell(page, "charlie", AVG_TASK)).to_have_text("—none")
     # Events read at start: newest first, the stale one marked as such.
     expect(page.locator("#events li").first).to_contain_text("stale")
     expect(page.locator("#events li.kind-stale")).to_contain_text("delta")
@@ -189,7 +194,7 @@ def test_registered_daemons_appear_with_status_version_tasks_and_uptime(
     assert all(API_KEY not in r.url for r in tab.traffic.requests)
     assert API_KEY not in page.url
     paths = {c.url.split("?")[0].removeprefix(tab.traffic.base_url) for c in calls}
-    assert paths == {"/api/daemons", "/api/events", "/api/daemon/uptime"}  # never /health
+    assert paths == {"/api/daemons", "/api/events", "/api/daemon/uptime", "/api/daemon/metrics"}  # never /health
 
     # Accessible: a captioned table with scoped headers, a polite live region, readable colours.
     expect(page.locator("#daemons caption")).to_contain_text("Daemons")

@@ -26,6 +26,8 @@ CALLS = {
     "fleet.list_events": ("get", "/api/events", None),
     "uptime.fleet_uptime": ("get", "/api/daemon/uptime", None),
     "uptime.daemon_uptime": ("get", f"/api/daemon/{DAEMON_ID}/uptime", None),
+    "task_metrics.fleet_metrics": ("get", "/api/daemon/metrics", None),
+    "task_metrics.daemon_metrics": ("get", f"/api/daemon/{DAEMON_ID}/metrics", None),
     "metrics.metrics": ("get", "/metrics", None),
 }
 KEYS = {"admin": API_KEY, "daemon": DAEMON_KEY, "read": READ_KEY, "metrics": METRICS_KEY}
@@ -35,7 +37,8 @@ ALLOWED = {
     "daemon": {"daemons.register", "daemons.heartbeat", "daemons.get_daemon", "daemons.deregister"},
     "read": {
         "daemons.get_daemon", "fleet.list_daemons", "fleet.list_events",
-        "uptime.fleet_uptime", "uptime.daemon_uptime", "metrics.metrics",
+        "uptime.fleet_uptime", "uptime.daemon_uptime", "task_metrics.fleet_metrics",
+        "task_metrics.daemon_metrics", "metrics.metrics",
     },
     "metrics": {"metrics.metrics"},
 }

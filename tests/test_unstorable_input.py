@@ -25,6 +25,7 @@ VALID_QUERY_VALUES = {
     "to": "2026-01-25T12:00:00Z",
     "after": "0",
     "limit": "10",
+    "step": "1h",
 }
 UNSTORABLE = ["\x00", "\ud800", "\udbff", "\udc00", "\udfff", "\udc00\ud800"]
 STORABLE_TEXT_RULE = "must not contain U+0000 (NUL) or unpaired surrogates"

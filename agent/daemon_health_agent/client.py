@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -113,14 +114,21 @@ class Client:
         return self._call("POST", "/api/daemon/register", body)
 
     def heartbeat(
-        self, daemon_id: str, status: str, tasks_processed: int, current_task: str | None
+        self,
+        daemon_id: str,
+        status: str,
+        tasks_processed: int,
+        current_task: str | None,
+        counters: Mapping[str, int | float] | None = None,
     ) -> dict[str, Any]:
+        """``counters``: optional ``tasksFailed`` and ``taskTimeMs``, sent only when given."""
         body = {
             "daemonId": daemon_id,
             "status": status,
             "tasksProcessed": tasks_processed,
             "currentTask": current_task,
             "lastHeartbeat": utc_timestamp(),
+            **(counters or {}),
         }
         return self._call("POST", "/api/daemon/heartbeat", body)
 

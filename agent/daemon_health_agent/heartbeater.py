@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import random
 import sys
 import threading
@@ -79,6 +80,7 @@ class Heartbeater:
         self._client = Client(base_url, api_key, timeout=timeout)
         self._status_callback = status_callback
         self._tasks_processed = 0  # last good value, kept when the callback fails
+        self._counters: dict[str, int | float] = {}  # last good tasksFailed / taskTimeMs, likewise
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._registered = threading.Event()
@@ -206,7 +208,7 @@ class Heartbeater:
 
     def _beat(self) -> None:
         status, tasks, task = self._report()
-        self._client.heartbeat(self.daemon_id, status, tasks, task)
+        self._client.heartbeat(self.daemon_id, status, tasks, task, self._counters)
         log.debug("heartbeat %s: %s, %d tasks", self.daemon_id, status, tasks)
 
     def _report(self) -> tuple[str, int, str | None]:
@@ -235,7 +237,23 @@ class Heartbeater:
         task = report.get("currentTask")
         if task is not None:
             task = str(task)[:MAX_CURRENT_TASK]
+        self._counters = self._task_counters(report)
         return status, self._tasks_processed, task
+
+    def _task_counters(self, report: Mapping[str, Any]) -> dict[str, int | float]:
+        """The optional ``tasksFailed`` and ``taskTimeMs`` the service would accept; others left out."""
+        counters: dict[str, int | float] = {}
+        failed = report.get("tasksFailed")
+        if type(failed) is int and 0 <= failed <= self._tasks_processed:
+            counters["tasksFailed"] = failed
+        elif failed is not None:
+            log.warning("status_callback gave tasksFailed %r; leaving it out", failed)
+        time_ms = report.get("taskTimeMs")
+        if type(time_ms) in (int, float) and math.isfinite(time_ms) and 0 <= time_ms <= MAX_TASKS_PROCESSED:
+            counters["taskTimeMs"] = time_ms
+        elif time_ms is not None:
+            log.warning("status_callback gave taskTimeMs %r; leaving it out", time_ms)
+        return counters
 
     def _backoff(self, failures: int, retry_after: float | None = None) -> float:
         if retry_after is not None:

@@ -2,7 +2,8 @@
 
 Run it beside gunicorn (``flask --app wsgi daemons watch``); several may run on
 several hosts. Each tick: note that the service is alive (granting grace after
-an outage of our own), record newly expired daemons as stale, turn new events
+an outage of our own), record newly expired daemons as stale, move the
+heartbeats' task counts into time buckets, turn new events
 into outbox rows, and hand what is due to the receivers' lanes without waiting
 for answers — each receiver has its own lane, so one slow receiver costs the
 others nothing, this tick or the next.
@@ -22,6 +23,7 @@ from app.alerts import outbox, webhooks
 from app.alerts.lanes import Lanes
 from app.clock import Clock
 from app.registry import expiry, outage_grace, service
+from app.task_metrics import buckets
 from config import Settings
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class Watcher:
 class TickReport:
     graced: int = 0
     stale: list[str] = field(default_factory=list)
+    sampled: int = 0
     enqueued: int = 0
     sent: int = 0
 
@@ -68,6 +71,7 @@ def tick(watcher: Watcher, lanes: Lanes) -> TickReport:
         if report.graced:
             log.warning("service was unreachable for over %s: %d daemons get grace", ttl, report.graced)
         report.stale = service.record_expiries(conn, now=now)
+        report.sampled = buckets.sample(conn)
         report.enqueued = outbox.enqueue(conn, rules, now=now)
         due: list[Row[Any]] = []
         for url in outbox.due_urls(conn, now=now):

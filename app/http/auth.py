@@ -56,6 +56,8 @@ ACCESS: Mapping[str, Rule] = {
     "fleet.list_events": _rule(ADMIN, READ),
     "uptime.fleet_uptime": _rule(ADMIN, READ),
     "uptime.daemon_uptime": _rule(ADMIN, READ),
+    "task_metrics.fleet_metrics": _rule(ADMIN, READ),
+    "task_metrics.daemon_metrics": _rule(ADMIN, READ),
     "metrics.metrics": _rule(ADMIN, READ, METRICS, bearer=True),
 }
 
@@ -65,7 +67,8 @@ ALLOWED = {
     "(POST /api/daemon/heartbeat), read (GET /api/daemon/{daemonId}) and deregister "
     "(DELETE /api/daemon/{daemonId}) the daemons registered with it",
     READ: "a read key may only read GET /api/daemons, /api/events, /api/daemon/{daemonId}, "
-    "/api/daemon/uptime, /api/daemon/{daemonId}/uptime and /metrics; "
+    "/api/daemon/uptime, /api/daemon/{daemonId}/uptime, /api/daemon/metrics, "
+    "/api/daemon/{daemonId}/metrics and /metrics; "
     "not /api/daemon/health, which removes stale daemons",
     METRICS: "a metrics key may only read GET /metrics",
 }

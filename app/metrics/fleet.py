@@ -32,6 +32,8 @@ class FleetCollector(Collector):
                 daemons.c.status,
                 daemons.c.last_heartbeat,
                 daemons.c.tasks_processed,
+                daemons.c.tasks_failed,
+                daemons.c.task_time_ms,
                 expiry.live(self.now).label("alive"),
             ).order_by(daemons.c.daemon_id)
         ).all()
@@ -55,6 +57,17 @@ class FleetCollector(Collector):
             "Tasks the daemon reports having processed (resets when it re-registers).",
             labels=["daemon_id"],
         )
+        # The daemon's own session counters, so rate() over them gives /api/daemon/metrics' figures.
+        failed = CounterMetricFamily(
+            "daemon_health_daemon_tasks_failed",
+            "Failed tasks the daemon reports, among tasks processed (resets when it re-registers).",
+            labels=["daemon_id"],
+        )
+        task_seconds = CounterMetricFamily(
+            "daemon_health_daemon_task_seconds",
+            "Time the daemon reports having spent on tasks (resets when it re-registers).",
+            labels=["daemon_id"],
+        )
         counts = {"active": 0, "stale": 0}
         for row in rows:
             alive = row.alive
@@ -64,6 +77,8 @@ class FleetCollector(Collector):
                 status.add_metric([row.daemon_id, name], 1.0 if row.status == name else 0.0)
             last_seen.add_metric([row.daemon_id], row.last_heartbeat.timestamp())
             tasks.add_metric([row.daemon_id], float(row.tasks_processed))
+            failed.add_metric([row.daemon_id], float(row.tasks_failed))
+            task_seconds.add_metric([row.daemon_id], row.task_time_ms / 1000.0)
         for daemon_id in self._reaped_while_down():
             up.add_metric([daemon_id], 0.0)
         fleet = GaugeMetricFamily(
@@ -71,7 +86,7 @@ class FleetCollector(Collector):
         )
         for state, count in counts.items():
             fleet.add_metric([state], float(count))
-        yield from (up, status, last_seen, tasks, fleet)
+        yield from (up, status, last_seen, tasks, failed, task_seconds, fleet)
         yield self._deliveries()
 
     def _reaped_while_down(self) -> list[str]:

@@ -18,9 +18,11 @@ from app.registry.history import stale_events_sql
 from app.registry.wire import daemon_state_sql
 from app.store.backend import backend
 from app.store.sql import postgres_sql
+from app.task_metrics import buckets
 
 _NOW = bindparam("now")
 _END_OPEN_SPANS, _INSERT_STALE_EVENTS = stale_events_sql("reaped", now=":now")
+_FLUSH_MINUTES, _FLUSH_HOURS = buckets.flush_deleted_sql("reaped")
 
 # The main SELECT sees the table as it was before the CTE's DELETE, so the
 # live list filters on the expiry rule itself rather than relying on the delete.
@@ -42,6 +44,10 @@ HEALTH = text(
         {_END_OPEN_SPANS}
     ), recorded AS (
         {_INSERT_STALE_EVENTS}
+    ), flushed_minutes AS (
+        {_FLUSH_MINUTES}
+    ), flushed_hours AS (
+        {_FLUSH_HOURS}
     ), active AS (
         SELECT * FROM daemons WHERE {postgres_sql(expiry.live(_NOW))}
     )

@@ -19,6 +19,8 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -30,7 +32,7 @@ DAEMON_ID_RULE = (
     "starting with a letter or digit"
 )
 # Names of the fixed paths under /api/daemon/, which /api/daemon/<daemonId> cannot reach.
-RESERVED_DAEMON_IDS = frozenset({"register", "heartbeat", "health", "uptime"})
+RESERVED_DAEMON_IDS = frozenset({"register", "heartbeat", "health", "uptime", "metrics"})
 # For URLs: a daemon id, but never one of the fixed paths above.
 DAEMON_ID_PATH_REGEX = (
     "(?!(?:" + "|".join(sorted(RESERVED_DAEMON_IDS)) + r")(?:/|$))[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}"
@@ -38,6 +40,7 @@ DAEMON_ID_PATH_REGEX = (
 # JavaScript daemons count with doubles; beyond 2**53 - 1 integers lose precision.
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_POLL_INTERVAL_MS = 24 * 60 * 60 * 1000
+FAILED_OVER_PROCESSED_RULE = "must not be more than tasksProcessed (failed tasks are among them)"
 
 # RFC 3339: date, 'T', time, optional fraction, and a mandatory offset.
 TIMESTAMP_PATTERN = (
@@ -143,7 +146,19 @@ class HeartbeatIn(_Body):
         str, StringConstraints(max_length=256), AfterValidator(storable_text)
     ] | None = Field(default=None, alias="currentTask")
     last_heartbeat: Timestamp = Field(alias="lastHeartbeat")
+    # Optional cumulative counters since registration (app/registry/task_counters.py).
+    tasks_failed: int | None = Field(default=None, alias="tasksFailed", ge=0, le=MAX_SAFE_INTEGER)
+    task_time_ms: float | None = Field(
+        default=None, alias="taskTimeMs", ge=0, le=MAX_SAFE_INTEGER, allow_inf_nan=False
+    )
 
+    @field_validator("tasks_failed")
+    @classmethod
+    def _failed_within_processed(cls, value: int | None, info: ValidationInfo) -> int | None:
+        processed = info.data.get("tasks_processed")
+        if value is not None and processed is not None and value > processed:
+            raise PydanticCustomError("failed_over_processed", FAILED_OVER_PROCESSED_RULE)
+        return value
 
 Body = TypeVar("Body", bound=_Body)
 
@@ -193,23 +208,30 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return path
 
 
+def _number(value: Any) -> Any:
+    # A float bound that is a whole number reads as one: 0, not 0.0.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _describe(error: Any) -> str:
     kind, ctx, loc = error["type"], error.get("ctx") or {}, error["loc"]
     if kind == "missing":
         return "is required"
     if kind == "string_pattern_mismatch":
         return DAEMON_ID_RULE if loc[-1] == "daemonId" else TIMESTAMP_RULE
-    if kind in ("timestamp", "reserved", "unstorable_text"):
+    if kind in ("timestamp", "reserved", "unstorable_text", "failed_over_processed"):
         return error["msg"]
     if kind == "string_unicode":  # pydantic's own refusal of an unpaired surrogate
         return STORABLE_TEXT_RULE
     messages = {
         "int_type": "must be an integer",
+        "float_type": "must be a number",
+        "finite_number": "must be a finite number",
         "string_type": "must be a string",
         "list_type": "must be a list",
         "literal_error": "must be one of " + ", ".join(repr(s) for s in STATUSES),
-        "greater_than_equal": f"must be at least {ctx.get('ge')}",
-        "less_than_equal": f"must be at most {ctx.get('le')}",
+        "greater_than_equal": f"must be at least {_number(ctx.get('ge'))}",
+        "less_than_equal": f"must be at most {_number(ctx.get('le'))}",
         "string_too_short": "must not be empty",
         "string_too_long": f"must be at most {ctx.get('max_length')} characters",
         "too_long": f"must have at most {ctx.get('max_length')} items",

@@ -20,10 +20,11 @@ from typing import Any
 from sqlalchemy import Boolean, Connection, bindparam, delete, or_, select, update
 
 from app.models import daemons
-from app.registry import expiry, health_postgres, history
+from app.registry import expiry, health_postgres, history, task_counters
 from app.registry.schemas import HeartbeatIn, RegistrationIn
 from app.registry.wire import daemon_state
 from app.store.backend import LoneUpdate, backend
+from app.task_metrics import buckets
 
 
 class NotOwner(Exception):
@@ -79,6 +80,7 @@ def register(
             "current_task": None,
             "stale_recorded_at": None,
             "owner_key_fingerprint": owner,
+            **task_counters.SESSION_START,
         }
         row = backend(conn).upsert(conn, daemons, values, key="daemon_id")
         history.record(conn, "registered", row, at=now, now=now, status="healthy")
@@ -113,6 +115,7 @@ def _heartbeat_update(*, status_unchanged: bool):
             status=bindparam("new_status"),
             tasks_processed=bindparam("new_tasks_processed"),
             current_task=bindparam("new_current_task"),
+            **task_counters.heartbeat_values(),
         )
     )
 
@@ -140,6 +143,7 @@ def heartbeat(
         "new_status": beat.status,
         "new_tasks_processed": beat.tasks_processed,
         "new_current_task": beat.current_task,
+        **task_counters.heartbeat_params(beat),
     }
     # The common case, an unchanged status, is a single UPDATE and adds no history.
     if _BEAT_SAME_STATUS.rowcount(conn, params) == 1:
@@ -184,6 +188,7 @@ def deregister(
             if _owned_by_another(conn, daemon_id, owner):
                 raise NotOwner(daemon_id)
             return False
+        buckets.flush_deleted(conn, [row])
         history.record(conn, "deregistered", row, at=now, now=now, status=None)
         return True
 
@@ -200,6 +205,7 @@ def health(conn: Connection, *, now: datetime) -> str:
         return health_postgres.health_json(conn, now=now)
     with conn.begin():
         reaped = conn.execute(delete(daemons).where(expiry.expired(now)).returning(daemons)).all()
+        buckets.flush_deleted(conn, reaped)
         unrecorded = [row for row in reaped if row.stale_recorded_at is None]
         if unrecorded:
             history.record_stale(conn, unrecorded, now=now)

@@ -64,6 +64,7 @@ PAGE = """<!doctype html>
         <th scope="col">Version</th><th scope="col">Capabilities</th>
         <th scope="col" class="num">Tasks processed</th><th scope="col">Current task</th>
         <th scope="col" class="num">Uptime 24 h</th>
+        <th scope="col" class="num">Errors 24 h</th><th scope="col" class="num">Avg task 24 h</th>
       </tr></thead>
       <tbody></tbody>
     </table>

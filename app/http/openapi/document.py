@@ -35,6 +35,8 @@ MODELS: list[type[BaseModel]] = [
     r.EventsResponse,
     r.FleetUptime,
     r.DaemonUptime,
+    r.FleetTaskMetrics,
+    r.DaemonTaskMetrics,
 ]
 ERRORS = {
     400: "The body or a parameter is unusable; `details` names each problem.",
@@ -111,6 +113,11 @@ PERIOD = [
     _query("from", "Start of the period (instead of window).", {"type": "string", "pattern": TIMESTAMP_PATTERN}),
     _query("to", "End of the period (default now).", {"type": "string", "pattern": TIMESTAMP_PATTERN}),
 ]
+STEP = _query(
+    "step",
+    "Length of each point of the series: 5m, 1h, 1d… (default 1h; at least 1m, at most 10,000 points).",
+    {"type": "string", "pattern": r"^[1-9][0-9]{0,5}[mhd]$"},
+)
 # Every documented endpoint takes a key, and each refuses some kind of key (app/http/auth.py): 403.
 WRITE_ERRORS = [400, 401, 403, 413, 415, 429, 503]
 READ_ERRORS = [401, 403, 429, 503]
@@ -164,6 +171,22 @@ def document() -> dict[str, Any]:
                     (200, r.FleetUptime, "Per-daemon uptime."),
                     [400, *READ_ERRORS],
                     parameters=PERIOD,
+                )
+            },
+            "/api/daemon/metrics": {
+                "get": _operation(
+                    "Tasks, failures, error rate and average task time: the fleet's and each active daemon's",
+                    (200, r.FleetTaskMetrics, "Task metrics."),
+                    [400, *READ_ERRORS],
+                    parameters=PERIOD,
+                )
+            },
+            "/api/daemon/{daemonId}/metrics": {
+                "get": _operation(
+                    "One daemon's task metrics over the period, and a series of steps",
+                    (200, r.DaemonTaskMetrics, "The daemon's task metrics."),
+                    [400, 404, *READ_ERRORS],
+                    parameters=[DAEMON_ID, *PERIOD, STEP],
                 )
             },
             "/api/daemon/{daemonId}": {

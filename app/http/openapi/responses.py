@@ -119,3 +119,34 @@ class DaemonUptime(UptimeSummary):
     from_: str = Field(alias="from", json_schema_extra={"format": "date-time"})
     to: str = Timestamp
     downIntervals: list[DownInterval]
+
+
+class TaskSummary(_Out):
+    tasks: int = Field(description="Tasks finished in the period (failed ones included).")
+    failedTasks: int
+    errorRate: float | None = Field(description="failedTasks / tasks; null without tasks.")
+    avgResponseTimeMs: float | None = Field(
+        description="Task time / tasks, over tasks whose daemon reported taskTimeMs; null without such tasks."
+    )
+
+
+class DaemonTaskSummary(TaskSummary):
+    daemonId: str
+
+
+class FleetTaskMetrics(_Out):
+    from_: str = Field(alias="from", json_schema_extra={"format": "date-time"})
+    to: str = Timestamp
+    fleet: TaskSummary
+    daemons: list[DaemonTaskSummary]
+
+
+class TaskPoint(TaskSummary):
+    from_: str = Field(alias="from", json_schema_extra={"format": "date-time"})
+    to: str = Timestamp
+
+
+class DaemonTaskMetrics(DaemonTaskSummary):
+    from_: str = Field(alias="from", json_schema_extra={"format": "date-time"})
+    to: str = Timestamp
+    series: list[TaskPoint]

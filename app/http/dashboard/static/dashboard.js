@@ -1,5 +1,6 @@
 // Live daemon dashboard: plain JavaScript, no build step, no outside resources.
-// Reads only the side-effect-free views (/api/daemons, /api/events, /api/daemon/uptime);
+// Reads only the side-effect-free views (/api/daemons, /api/events, /api/daemon/uptime,
+// /api/daemon/metrics);
 // never /api/daemon/health, whose stale report is once-only and belongs to alerting.
 "use strict";
 (() => {
@@ -13,7 +14,7 @@
   const $ = (id) => document.getElementById(id);
 
   let run = 0; // bumped to cancel every loop and drop every in-flight answer
-  let fleet = null, fleetAt = 0, uptime = new Map();
+  let fleet = null, fleetAt = 0, uptime = new Map(), taskMetrics = new Map();
   let lastEventId = 0, caughtUp = false;
   const rows = new Map(); // daemonId -> <tr>, updated in place (no churn under a reader or a selection)
   let failure = null;
@@ -118,6 +119,12 @@
     if (fleet) renderFleet();
   }
 
+  async function pollTaskMetrics() {
+    const body = await get("/daemon/metrics?window=24h");
+    taskMetrics = new Map(body.daemons.map((d) => [d.daemonId, d]));
+    if (fleet) renderFleet();
+  }
+
   // --- rendering (textContent only: every value is data, never markup) --------------------
   function el(tag, text, className) {
     const node = document.createElement(tag);
@@ -148,6 +155,16 @@
     return u.incidents ? `${pct} % (${u.incidents} incident${u.incidents === 1 ? "" : "s"})` : `${pct} %`;
   }
 
+  function errorRateText(id) {
+    const m = taskMetrics.get(id);
+    if (!m || m.errorRate === null) return null;
+    return `${(m.errorRate * 100).toFixed(2)} % of ${m.tasks.toLocaleString("en")}`;
+  }
+  function avgTaskText(id) {
+    const m = taskMetrics.get(id);
+    return !m || m.avgResponseTimeMs === null ? null : `${m.avgResponseTimeMs.toLocaleString("en")} ms`;
+  }
+
   // Replace a cell's content only when what it shows changed.
   function put(td, value, make = () => (value === null || value === "" ? none() : String(value))) {
     const key = JSON.stringify(value);
@@ -160,7 +177,7 @@
   function newRow(daemonId) {
     const id = el("th", daemonId, "id");
     id.scope = "row";
-    const classes = ["status", "", "age", "", "", "num", "", "num"];
+    const classes = ["status", "", "age", "", "", "num", "", "num", "num", "num"];
     const tr = el("tr");
     tr.append(...classes.map((c, i) => (i === 1 ? id : el("td", undefined, c))));
     return tr;
@@ -176,7 +193,7 @@
     for (const d of fleet.daemons) {
       if (!rows.has(d.daemonId)) rows.set(d.daemonId, newRow(d.daemonId));
       const tr = rows.get(d.daemonId);
-      const [status, , seen, version, caps, tasks, task, up] = tr.children;
+      const [status, , seen, version, caps, tasks, task, up, errors, avg] = tr.children;
       tr.className = d.stale ? "stale" : "";
       put(status, [d.stale, d.status], () => badge(d));
       put(seen, d.lastHeartbeat, () => {
@@ -190,11 +207,13 @@
       put(tasks, d.tasksProcessed.toLocaleString("en"));
       put(task, d.currentTask);
       put(up, uptimeText(d.daemonId));
+      put(errors, errorRateText(d.daemonId));
+      put(avg, avgTaskText(d.daemonId));
       if (tr !== before) tbody.insertBefore(tr, before); else before = before.nextElementSibling;
     }
     if (!fleet.daemons.length && !tbody.children.length) {
       const td = el("td", "No daemons registered.", "empty");
-      td.colSpan = 8;
+      td.colSpan = 10;
       tbody.append(el("tr"));
       tbody.firstElementChild.append(td);
     } else if (fleet.daemons.length) {
@@ -251,7 +270,7 @@
   // --- the key --------------------------------------------------------------------------
   function reset() {
     run += 1;
-    fleet = null; fleetAt = 0; uptime = new Map(); lastEventId = 0; caughtUp = false;
+    fleet = null; fleetAt = 0; uptime = new Map(); taskMetrics = new Map(); lastEventId = 0; caughtUp = false;
     rows.clear();
     setFailure(null);
     document.querySelector("#daemons tbody").replaceChildren();
@@ -277,6 +296,7 @@
     const mine = run;
     loop(async () => { await pollFleet(); await pollEvents(); }, POLL_MS, mine);
     loop(pollUptime, UPTIME_EVERY_MS, mine);
+    loop(pollTaskMetrics, UPTIME_EVERY_MS, mine);
     $("board").focus();
   }
 

@@ -1,0 +1,1 @@
+"""Task metrics: tasks, failures and task time per daemon and for the fleet, over time."""
