@@ -7,6 +7,7 @@ Every process is started in a session of its own and stopped by its own pid
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,10 +24,35 @@ INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYST
 
 
 def free_port() -> int:
-    """A port nobody listens on right now (the OS picks it; it can be taken before use)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nobody listens on right now, below the kernel's ephemeral range.
+
+    A port from the ephemeral range (what binding to port 0 gives) can be
+    picked as the *source* port of our own connection attempt while the server
+    is still starting: the socket then connects to itself and reads back its
+    own request. Outside that range no outgoing connection can use it.
+    """
+    low, _high = _ephemeral_range()
+    if low <= 10_000:  # an unusual kernel setting: leave the choice to the OS
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+    for _ in range(100):
+        port = random.randrange(10_000, low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken: try another
+            return port
+    raise RuntimeError(f"no free port between 10000 and {low}")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def service_env(**overrides: str) -> dict[str, str]:
