@@ -6,22 +6,17 @@ from flask import Blueprint, Response, jsonify, request
 
 from app.http.context import connection, now
 from app.http.errors import error_response
-from app.registry.wire import isoformat_z
 from app.task_metrics import summaries
 from app.uptime import queries as uptime
-from app.uptime.period import Period, parse_period
+from app.uptime.period import parse_period, wire_fields
 
 bp = Blueprint("task_metrics", __name__, url_prefix="/api/daemon")
-
-
-def _period_fields(period: Period) -> dict[str, str]:
-    return {"from": isoformat_z(period.start), "to": isoformat_z(period.end)}
 
 
 @bp.get("/metrics")
 def fleet_metrics() -> Response:
     period = parse_period(request.args, now=now())
-    return jsonify({**_period_fields(period), **summaries.fleet(connection(), period)})
+    return jsonify({**period.wire_fields(), **summaries.fleet(connection(), period)})
 
 
 @bp.get("/<daemon_id:daemon_id>/metrics")
@@ -37,9 +32,9 @@ def daemon_metrics(daemon_id: str) -> Response:
         return error_response(404, f"No history for daemon {daemon_id!r} in this period")
     return jsonify(
         {
-            **_period_fields(period),
+            **period.wire_fields(),
             "daemonId": daemon_id,
             **total,
-            "series": [{**p, "from": isoformat_z(p["from"]), "to": isoformat_z(p["to"])} for p in points],
+            "series": [{**p, **wire_fields(p["from"], p["to"])} for p in points],
         }
     )

@@ -6,21 +6,16 @@ from flask import Blueprint, Response, jsonify, request
 
 from app.http.context import connection, now
 from app.http.errors import error_response
-from app.registry.wire import isoformat_z
 from app.uptime import queries
-from app.uptime.period import Period, parse_period
+from app.uptime.period import parse_period
 
 bp = Blueprint("uptime", __name__, url_prefix="/api/daemon")
-
-
-def _period_fields(period: Period) -> dict[str, str]:
-    return {"from": isoformat_z(period.start), "to": isoformat_z(period.end)}
 
 
 @bp.get("/uptime")
 def fleet_uptime() -> Response:
     period = parse_period(request.args, now=now())
-    return jsonify({**_period_fields(period), "daemons": queries.summaries(connection(), period)})
+    return jsonify({**period.wire_fields(), "daemons": queries.summaries(connection(), period)})
 
 
 @bp.get("/<daemon_id:daemon_id>/uptime")
@@ -32,7 +27,7 @@ def daemon_uptime(daemon_id: str) -> Response:
         return error_response(404, f"No history for daemon {daemon_id!r} in this period")
     return jsonify(
         {
-            **_period_fields(period),
+            **period.wire_fields(),
             **found[0],
             "downIntervals": queries.down_intervals(conn, period, daemon_id),
         }

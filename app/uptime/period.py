@@ -14,6 +14,7 @@ from app.registry.schemas import (
     InvalidInput,
     parse_timestamp,
 )
+from app.registry.wire import isoformat_z
 
 _WINDOW = re.compile(r"^([1-9][0-9]{0,5})([mhd])$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
@@ -40,6 +41,15 @@ class Period:
     def observed_end(self) -> datetime:
         """The end of what can be known: nothing has happened after now."""
         return min(self.end, self.now)
+
+    def wire_fields(self) -> dict[str, str]:
+        """The period as the API writes it."""
+        return wire_fields(self.start, self.end)
+
+
+def wire_fields(start: datetime, end: datetime) -> dict[str, str]:
+    """``from`` and ``to`` of a period or a series point, as the API writes them."""
+    return {"from": isoformat_z(start), "to": isoformat_z(end)}
 
 
 def _invalid(param: str, message: str) -> InvalidInput:
