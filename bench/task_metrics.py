@@ -16,7 +16,6 @@ TEST_POSTGRES_URL (default: the local server), dropped at the end.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from app.store.engine import build_engine  # noqa: E402
 from app.task_metrics import summaries  # noqa: E402
 from app.uptime.period import Period  # noqa: E402
 from tests.support.postgres import migrate, scratch_database  # noqa: E402
+from timing import timed  # noqa: E402
 
 SEED = """
 INSERT INTO daemons (daemon_id, version, capabilities, poll_interval, registered_at, session_started_at,
@@ -45,15 +45,6 @@ SELECT d.daemon_id, h, 240, 24, 48000, 240
 FROM daemons d, generate_series(date_trunc('hour', :now - make_interval(days => :days)), :now, interval '1 hour') AS h;
 ANALYZE;
 """
-
-
-def timed(fn, runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
 
 
 def main() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ from app.uptime import queries  # noqa: E402
 from app.uptime.period import Period  # noqa: E402
 from tests.support.api import heartbeat_body, registration  # noqa: E402
 from tests.support.postgres import migrate, scratch_database  # noqa: E402
+from timing import timed  # noqa: E402
 
 TTL = timedelta(seconds=60)
 
@@ -102,15 +102,6 @@ def load(engine, count: int, days: int, now: datetime) -> int:
             )
         conn.execute(text("ANALYZE"))
     return total
-
-
-def timed(fn, runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
 
 
 def steady_day_rows(engine, now: datetime) -> int:
