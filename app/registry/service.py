@@ -17,7 +17,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Boolean, Connection, bindparam, delete, or_, select, update
+from sqlalchemy import Boolean, Connection, Row, bindparam, delete, or_, select, update
 
 from app.models import daemons
 from app.registry import expiry, health_postgres, history, task_counters
@@ -35,6 +35,11 @@ class NotOwner(Exception):
         self.daemon_id = daemon_id
 
 
+def _not_owners(row: Row[Any] | None, owner: str | None) -> bool:
+    """Whether ``row`` is there and ``owner`` (a daemon key's fingerprint) may not act on it."""
+    return row is not None and owner is not None and row.owner_key_fingerprint != owner
+
+
 def _owned_by_another(conn: Connection, daemon_id: str, owner: str | None) -> bool:
     """On a miss: whether the daemon is there but not ``owner``'s (a 403, not a 404)."""
     if owner is None:
@@ -42,7 +47,7 @@ def _owned_by_another(conn: Connection, daemon_id: str, owner: str | None) -> bo
     found = conn.execute(
         select(daemons.c.owner_key_fingerprint).where(daemons.c.daemon_id == daemon_id)
     ).first()
-    return found is not None and found.owner_key_fingerprint != owner
+    return _not_owners(found, owner)
 
 
 def register(
@@ -61,7 +66,7 @@ def register(
             .with_for_update()
         ).first()
         # Held while the registry has the row (live, or expired and not yet reaped).
-        if owner is not None and previous is not None and previous.owner_key_fingerprint != owner:
+        if _not_owners(previous, owner):
             raise NotOwner(reg.daemon_id)
         if previous is not None and previous.expired and previous.stale_recorded_at is None:
             history.record_stale(conn, [previous], now=now)
@@ -165,7 +170,7 @@ def get(
     row = conn.execute(
         select(daemons).where(daemons.c.daemon_id == daemon_id, expiry.live(now))
     ).first()
-    if row is not None and owner is not None and row.owner_key_fingerprint != owner:
+    if _not_owners(row, owner):
         raise NotOwner(daemon_id)
     return daemon_state(row) if row is not None else None
 
