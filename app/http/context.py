@@ -43,9 +43,10 @@ def database(app: Flask | None = None) -> Database:
 
 def now() -> datetime:
     """The clock, read once per request (or command): every rule it runs sees the same moment."""
-    if "now" not in g:
-        g.now = clock().now()
-    return g.now
+    reading = g.get("now")  # one lookup through Flask's context-local g on the usual path
+    if reading is None:
+        reading = g.now = clock().now()
+    return reading
 
 
 def _forget_now() -> None:

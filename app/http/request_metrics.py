@@ -43,9 +43,11 @@ def _start_timer() -> None:
 
 def _observe(response: Response) -> Response:
     started = g.pop("metrics_started", None)
+    # Each read of Flask's request proxy costs a context lookup: read the rule and method once.
+    rule, method = request.url_rule, request.method
     # The route template ("/api/daemon/<daemon_id:daemon_id>"), so ids never become labels.
-    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    method = request.method if request.method in KNOWN_METHODS else "other"
+    endpoint = rule.rule if rule is not None else "unmatched"
+    method = method if method in KNOWN_METHODS else "other"
     requests, latency = _series(endpoint, method, response.status_code)
     requests.inc()
     if started is not None:
