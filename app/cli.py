@@ -14,7 +14,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from app.alerts import alert_events, outbox, watcher, webhooks
+from app.alerts import alert_events, error_rate, outbox, watcher, webhooks
 from app.http.context import clock, database, now, settings
 from app.registry.wire import isoformat_z
 from app.task_metrics import buckets
@@ -73,9 +73,11 @@ def watch() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     urls = current_app.config["ALERT_WEBHOOK_URLS"]
+    rule = error_rate.Rule.of(settings())
     click.echo(
         f"Watching every {current_app.config['WATCH_INTERVAL_SECONDS']} s; "
-        f"alerts to {len(urls)} webhook(s): {', '.join(current_app.config['ALERT_EVENTS']) if urls else 'none'}"
+        f"alerts to {len(urls)} webhook(s): {', '.join(current_app.config['ALERT_EVENTS']) if urls else 'none'}; "
+        f"error-rate alert: {rule.describe() if rule else 'off'}"
     )
     with _info_log_with_timestamps():
         watcher.run(watcher_of(current_app), stop)

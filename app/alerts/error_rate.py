@@ -61,6 +61,13 @@ class Rule:
             min_tasks=settings.alert_error_rate_min_tasks,
         )
 
+    def describe(self) -> str:
+        """The rule in a line, for the watcher's start-up message."""
+        return (
+            f"at {self.threshold:g} of at least {self.min_tasks} tasks over {window_text(self.window)}, "
+            f"recovering at {self.recovery:g}"
+        )
+
     def is_high(self, summary: Mapping[str, Any]) -> bool:
         """``summary``: the daemon's task Summary over the window (app/task_metrics/summaries.py)."""
         return summary["tasks"] >= self.min_tasks and summary["errorRate"] >= self.threshold
