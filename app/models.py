@@ -48,6 +48,12 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+def _alerts_pending(table: str) -> Index:
+    """The watcher's queue of a table's events not yet turned into deliveries (app/alerts/outbox.py)."""
+    condition = text("alerted_at IS NULL")
+    return Index(f"ix_{table}_alerts_pending", "id", postgresql_where=condition, sqlite_where=condition)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -119,13 +125,7 @@ class DaemonEvent(Base):
             postgresql_where=text("ended_at IS NULL"),
             sqlite_where=text("ended_at IS NULL"),
         ),
-        # The watcher's queue of events not yet turned into alerts.
-        Index(
-            "ix_daemon_events_alerts_pending",
-            "id",
-            postgresql_where=text("alerted_at IS NULL"),
-            sqlite_where=text("alerted_at IS NULL"),
-        ),
+        _alerts_pending("daemon_events"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -181,13 +181,7 @@ class AlertEvent(Base):
     __tablename__ = "alert_events"
     __table_args__ = (
         Index(None, "occurred_at"),
-        # The watcher's queue of alert events not yet turned into deliveries.
-        Index(
-            "ix_alert_events_alerts_pending",
-            "id",
-            postgresql_where=text("alerted_at IS NULL"),
-            sqlite_where=text("alerted_at IS NULL"),
-        ),
+        _alerts_pending("alert_events"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
