@@ -64,8 +64,8 @@ class Rule:
     def describe(self) -> str:
         """The rule in a line, for the watcher's start-up message."""
         return (
-            f"at {self.threshold:g} of at least {self.min_tasks} tasks over {window_text(self.window)}, "
-            f"recovering at {self.recovery:g}"
+            f"raised at an error rate of {self.threshold:g} over {window_text(self.window)} "
+            f"(at least {self.min_tasks} tasks), recovers at {self.recovery:g}"
         )
 
     def is_high(self, summary: Mapping[str, Any]) -> bool:
