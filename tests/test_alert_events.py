@@ -88,10 +88,14 @@ def test_alert_events_older_than_an_hour_do_not_page(alerting, engine, clock, re
 
 
 def test_an_open_alert_is_raised_and_recovered_once(engine, clock):
-    raise_ = lambda conn: open_alerts.raise_once(conn, "daemon.error_rate_high", "d1", {"daemonId": "d1"}, now=clock.now())  # noqa: E731
-    recover = lambda conn: open_alerts.recover_once(  # noqa: E731
-        conn, "daemon.error_rate_high", "d1", "daemon.error_rate_ok", {"daemonId": "d1"}, now=clock.now()
-    )
+    def raise_(conn) -> bool:
+        return open_alerts.raise_once(conn, "daemon.error_rate_high", "d1", {"daemonId": "d1"}, now=clock.now())
+
+    def recover(conn) -> bool:
+        return open_alerts.recover_once(
+            conn, "daemon.error_rate_high", "d1", "daemon.error_rate_ok", {"daemonId": "d1"}, now=clock.now()
+        )
+
     with engine.begin() as conn:
         assert [raise_(conn), raise_(conn)] == [True, False]
         assert open_alerts.subjects(conn, "daemon.error_rate_high") == {"d1"}

@@ -59,7 +59,10 @@ def work(client, make_daemon):
         total = totals[daemon_id]
         total.update(tasks=tasks, failed=failed)
         body = heartbeat_body(
-            daemonId=daemon_id, tasksProcessed=total["tasks"], tasksFailed=total["failed"], taskTimeMs=total["tasks"] * 10
+            daemonId=daemon_id,
+            tasksProcessed=total["tasks"],
+            tasksFailed=total["failed"],
+            taskTimeMs=total["tasks"] * 10,
         )
         response = client.post("/api/daemon/heartbeat", json=body, headers=HEADERS)
         assert response.status_code == 200, response.get_json()
