@@ -14,7 +14,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from app.alerts import outbox, watcher, webhooks
+from app.alerts import alert_events, error_rate, outbox, watcher, webhooks
 from app.http.context import clock, database, now, settings
 from app.registry.wire import isoformat_z
 from app.task_metrics import buckets
@@ -36,8 +36,10 @@ def prune_history(days: int | None) -> None:
     cutoff = now() - timedelta(days=days)
     with database().engine.connect() as conn:
         removed = retention.prune(conn, before=cutoff)
+        removed_alerts = alert_events.prune(conn, before=cutoff)
         removed_buckets = buckets.prune(conn, now=now(), before=cutoff)
     click.echo(f"Removed {removed} history events older than {days} days.")
+    click.echo(f"Removed {removed_alerts} alert events older than {days} days.")
     click.echo(f"Removed {removed_buckets} task buckets (minutes older than 2 days, hours older than {days} days).")
 
 
@@ -71,9 +73,11 @@ def watch() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     urls = current_app.config["ALERT_WEBHOOK_URLS"]
+    rule = error_rate.Rule.of(settings())
     click.echo(
         f"Watching every {current_app.config['WATCH_INTERVAL_SECONDS']} s; "
-        f"alerts to {len(urls)} webhook(s): {', '.join(current_app.config['ALERT_EVENTS']) if urls else 'none'}"
+        f"alerts to {len(urls)} webhook(s): {', '.join(current_app.config['ALERT_EVENTS']) if urls else 'none'}; "
+        f"error-rate alert: {rule.describe() if rule else 'off'}"
     )
     with _info_log_with_timestamps():
         watcher.run(watcher_of(current_app), stop)
@@ -110,7 +114,7 @@ def _print_deliveries(rows) -> None:
         # When it was delivered or given up; for a pending one, when it is tried next.
         when = isoformat_z(row.delivered_at or row.failed_at or row.next_attempt_at)
         click.echo(
-            f"{row.id:>6}  {row.state:<9} {row.alert_type:<22} {row.payload['daemonId']:<24} "
+            f"{row.id:>6}  {row.state:<9} {row.alert_type:<22} {row.payload.get('daemonId', ''):<24} "
             f"tries={row.attempts} {when}  {row.url}  {row.last_error or ''}".rstrip()
         )
 

@@ -51,6 +51,39 @@ def body(i: int, *, task_fields: bool = False) -> bytes:
     return json.dumps(fields, separators=(",", ":")).encode()
 
 
+def bench_app(sa_url: str, key: str, *, storage: str, prefix: str, limiter: bool = True):
+    """The real app on the bench database: a day's TTL, a rate limit that counts but never refuses."""
+    from app import create_app
+    from config import settings_from_env
+
+    env = {
+        "ADMIN_API_KEY": key,
+        "DATABASE_URL": sa_url,
+        "DAEMON_TTL_SECONDS": "86400",
+        "RATELIMIT_STORAGE_URI": storage,
+        "RATELIMIT_KEY_PREFIX": prefix,
+        "ADMIN_RATE_LIMIT": "100000000 per minute",
+    }
+    app = create_app(settings_from_env(env))
+    if not limiter:  # for measuring only: unhook the rate limit (the service has no switch)
+        hooks = app.before_request_funcs[None]
+        hooks[:] = [hook for hook in hooks if not hook.__module__.startswith("flask_limiter")]
+    return app
+
+
+def heartbeat_requests(app, key: str, bodies: list[bytes]) -> Callable[[int], object]:
+    """``call(i)``: POST the ``i``-th heartbeat body (cycling) through ``app``'s test client; must be 200."""
+    client = app.test_client()
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+
+    def call(i: int) -> None:
+        response = client.post("/api/daemon/heartbeat", data=bodies[i % len(bodies)], headers=headers)
+        if response.status_code != 200:
+            raise RuntimeError(f"{response.status_code} {response.get_data()[:200]!r}")
+
+    return call
+
+
 def measure_all(
     layers: list[tuple[str, str, Callable[[int], object]]], calls: int, repeats: int
 ) -> dict[str, tuple[float, float]]:
@@ -100,11 +133,9 @@ def main() -> int:
         migrate_with_alembic(sa_url)
         insert_daemons(db_url, DAEMONS)
 
-        from app import create_app
         from app.registry import service
         from app.registry.schemas import HeartbeatIn, parse_body
         from app.store.engine import build_engine
-        from config import settings_from_env
 
         os.environ["CEILING_DATABASE_URL"] = db_url
         os.environ["CEILING_TTL_SECONDS"] = "86400"
@@ -113,19 +144,7 @@ def main() -> int:
         stack.callback(lambda: ceiling_app._pool is not None and ceiling_app._pool.close())
 
         def real_app(storage: str, *, limiter: bool = True):
-            env = {
-                "ADMIN_API_KEY": key,
-                "DATABASE_URL": sa_url,
-                "DAEMON_TTL_SECONDS": "86400",
-                "RATELIMIT_STORAGE_URI": storage,
-                "RATELIMIT_KEY_PREFIX": prefix,
-                "ADMIN_RATE_LIMIT": "100000000 per minute",
-            }
-            app = create_app(settings_from_env(env))
-            if not limiter:  # for measuring only: unhook the rate limit (the service has no switch)
-                hooks = app.before_request_funcs[None]
-                hooks[:] = [hook for hook in hooks if not hook.__module__.startswith("flask_limiter")]
-            return app
+            return bench_app(sa_url, key, storage=storage, prefix=prefix, limiter=limiter)
 
         raw_bodies = [body(i, task_fields=args.task_fields) for i in range(DAEMONS)]
         beats = [parse_body(HeartbeatIn, b) for b in raw_bodies]
@@ -192,19 +211,8 @@ def main() -> int:
             )
         )
 
-        headers = {"X-API-Key": key, "Content-Type": "application/json"}
-
         def through(app) -> Callable[[int], object]:
-            client = app.test_client()
-
-            def call(i: int) -> None:
-                response = client.post(
-                    "/api/daemon/heartbeat", data=raw_bodies[i % DAEMONS], headers=headers
-                )
-                if response.status_code != 200:
-                    raise RuntimeError(f"{response.status_code} {response.get_data()[:200]!r}")
-
-            return call
+            return heartbeat_requests(app, key, raw_bodies)
 
         layers.append(
             (

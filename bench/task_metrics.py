@@ -3,7 +3,8 @@
 Prints how long the fleet's 24 h summary takes (GET /api/daemon/metrics?window=24h)
 and one daemon's 30-day series with hourly steps
 (GET /api/daemon/<id>/metrics?window=30d&step=1h), medians of several runs of
-the same code the API runs, and the same for daemon_task_metrics() in SQL.
+the same code the API runs, and the same for daemon_task_metrics() in SQL; and
+what the error-rate alert costs the watcher each tick (its 15-minute read).
 
     .venv/bin/python bench/task_metrics.py [--daemons 1000] [--days 30] [--runs 7]
 
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import text  # noqa: E402
 
+from app.alerts import error_rate  # noqa: E402
 from app.store.engine import build_engine  # noqa: E402
 from app.task_metrics import summaries  # noqa: E402
 from app.uptime.period import Period  # noqa: E402
@@ -85,11 +87,16 @@ def main() -> None:
                 points = len(daemon_series()[1])
                 sql = text("SELECT * FROM daemon_task_metrics(:low, :high)")
                 fleet_sql = timed(lambda: conn.execute(sql, {"low": day.start, "high": day.end}).all(), args.runs)
+            # The watcher's tick with the alert on: nothing changes after the first run, as on most ticks.
+            rule = error_rate.Rule(threshold=0.05, recovery=0.04, window=timedelta(minutes=15), min_tasks=20)
+            with engine.connect() as conn:
+                alert_tick = timed(lambda: error_rate.evaluate(conn, rule, now=now), args.runs)
             print(f"fleet 24 h summary: median {fleet * 1000:.1f} ms over {args.runs} runs "
                   f"({len(answer['daemons'])} daemons, {answer['fleet']['tasks']:,} tasks; target < 100 ms)")
             print(f"daemon_task_metrics() over the same 24 h in SQL: median {fleet_sql * 1000:.1f} ms")
             print(f"one daemon {args.days}-day series, hourly steps: median {series * 1000:.1f} ms "
                   f"({points} points; target < 50 ms)")
+            print(f"error-rate alert, one watcher tick (15 min window): median {alert_tick * 1000:.1f} ms")
         finally:
             if engine is not None:
                 engine.dispose()

@@ -362,6 +362,20 @@ def test_command_sigterm_stops_the_child_and_deregisters(
     assert reader.event_kinds(daemon_id)[-1] == "deregistered"
 
 
+def test_the_command_sends_no_task_counters(run_wrapped, live, tmp_path: Path) -> None:
+    """It cannot know its child's tasks: no tasksFailed or taskTimeMs, and tasksProcessed stays 0."""
+    _, recorder = live
+    wrapper = run_wrapped(new_daemon_id())
+    beats = wait_for(lambda: len(recorder.of("/heartbeat")) >= 2 and recorder.of("/heartbeat"),
+                     what="two heartbeats from the wrapper")
+    tell_child_to_exit(tmp_path, 0)
+    assert finish(wrapper)[0] == 0
+    for beat in beats:
+        assert beat.status == 200
+        assert beat.body["tasksProcessed"] == 0
+        assert "tasksFailed" not in beat.body and "taskTimeMs" not in beat.body
+
+
 @pytest.mark.parametrize("variable", ["DAEMON_HEALTH_API_KEY", "ADMIN_API_KEY"])
 def test_the_command_takes_its_key_from_its_variable_or_the_older_name(monkeypatch, variable):
     import argparse
@@ -386,6 +400,8 @@ def test_the_callback_may_report_failures_and_task_time(live, reader, agents, cl
 
     agents(url, daemon_id, status_callback=report).start()
     wait_for(lambda: len(recorder.of("/heartbeat")) >= 3, what="three heartbeats")
+    first = recorder.of("/heartbeat")[0].body
+    assert (first["tasksProcessed"], first["tasksFailed"], first["taskTimeMs"]) == (10, 1, 250.0)
     # The service's clock stands still, so every beat is in the current minute: ask past it.
     to = (clock.now() + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
     response = reader.client.get(
@@ -408,4 +424,5 @@ def test_counters_the_service_would_refuse_are_left_out(live, reader, agents, ca
     agents(url, daemon_id, status_callback=report).start()
     wait_for(lambda: len(recorder.of("/heartbeat")) >= 2, what="two heartbeats")
     assert {c.status for c in recorder.of("/heartbeat")} == {200}
+    assert not {"tasksFailed", "taskTimeMs"} & set(recorder.of("/heartbeat")[0].body)
     assert "tasksFailed 6" in caplog.text and "taskTimeMs nan" in caplog.text

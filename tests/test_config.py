@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,10 @@ def test_every_variable_is_read():
             "MAX_CONTENT_LENGTH": "2048",
             "DATABASE_TIMEOUT_SECONDS": "7",
             "HISTORY_RETENTION_DAYS": "30",
+            "ALERT_ERROR_RATE_THRESHOLD": "0.05",
+            "ALERT_ERROR_RATE_WINDOW": "1h",
+            "ALERT_ERROR_RATE_MIN_TASKS": "100",
+            "ALERT_ERROR_RATE_RECOVERY": "0",
         }
     )
     assert settings == Settings(
@@ -51,7 +56,19 @@ def test_every_variable_is_read():
         max_content_length=2048,
         database_timeout_seconds=7,
         history_retention_days=30,
+        alert_error_rate_threshold=0.05,
+        alert_error_rate_window=timedelta(hours=1),
+        alert_error_rate_min_tasks=100,
+        alert_error_rate_recovery=0.0,
     )
+
+
+def test_the_error_rate_alert_is_off_by_default_and_watches_15_minutes():
+    settings = settings_from_env({"ADMIN_API_KEY": KEY})
+    assert settings.alert_error_rate_threshold is None
+    assert settings.alert_error_rate_window == timedelta(minutes=15)
+    assert settings.alert_error_rate_min_tasks == 20
+    assert {"daemon.error_rate_high", "daemon.error_rate_ok"} <= set(settings.alert_events)
 
 
 @pytest.mark.parametrize("value", ["", " ", ",", " , "])
@@ -78,11 +95,28 @@ def test_short_admin_key_is_refused():
         ("DAEMON_API_KEYS", "long-enough-daemon-key,short", "DAEMON_API_KEYS: every key must be at least 16"),
         ("READ_API_KEYS", "short", "READ_API_KEYS: every key must be at least 16"),
         ("DAEMON_API_KEYS", KEY, "ADMIN_API_KEY and DAEMON_API_KEYS share a key"),
+        ("ALERT_ERROR_RATE_THRESHOLD", "0", "ALERT_ERROR_RATE_THRESHOLD must be a fraction above 0 up to 1"),
+        ("ALERT_ERROR_RATE_THRESHOLD", "5%", "ALERT_ERROR_RATE_THRESHOLD must be a fraction"),
+        ("ALERT_ERROR_RATE_THRESHOLD", "1.5", "ALERT_ERROR_RATE_THRESHOLD must be a fraction"),
+        ("ALERT_ERROR_RATE_THRESHOLD", "nan", "ALERT_ERROR_RATE_THRESHOLD must be a fraction"),
+        ("ALERT_ERROR_RATE_WINDOW", "15", "ALERT_ERROR_RATE_WINDOW must be minutes or hours from 1m to 24h"),
+        ("ALERT_ERROR_RATE_WINDOW", "2d", "ALERT_ERROR_RATE_WINDOW must be minutes or hours"),
+        ("ALERT_ERROR_RATE_WINDOW", "25h", "ALERT_ERROR_RATE_WINDOW must be minutes or hours"),
+        ("ALERT_ERROR_RATE_MIN_TASKS", "0", "ALERT_ERROR_RATE_MIN_TASKS must be at least 1"),
+        ("ALERT_ERROR_RATE_RECOVERY", "0.01", "ALERT_ERROR_RATE_RECOVERY is set but ALERT_ERROR_RATE_THRESHOLD is not"),
+        ("ALERT_EVENTS", "daemon.error_rate", "ALERT_EVENTS: unknown daemon.error_rate"),
     ],
 )
 def test_bad_values_name_the_variable(name, value, message):
     with pytest.raises(ConfigError, match=message):
         settings_from_env({"ADMIN_API_KEY": KEY, name: value})
+
+
+@pytest.mark.parametrize("recovery", ["0.05", "0.2"])
+def test_error_rate_recovery_must_be_below_the_threshold(recovery):
+    env = {"ADMIN_API_KEY": KEY, "ALERT_ERROR_RATE_THRESHOLD": "0.05", "ALERT_ERROR_RATE_RECOVERY": recovery}
+    with pytest.raises(ConfigError, match=r"ALERT_ERROR_RATE_RECOVERY \(.*\) must be below ALERT_ERROR_RATE_THRESHOLD"):
+        settings_from_env(env)
 
 
 def test_wsgi_without_admin_key_exits_with_a_clear_message():

@@ -3,10 +3,10 @@
 Run it beside gunicorn (``flask --app wsgi daemons watch``); several may run on
 several hosts. Each tick: note that the service is alive (granting grace after
 an outage of our own), record newly expired daemons as stale, move the
-heartbeats' task counts into time buckets, turn new events
-into outbox rows, and hand what is due to the receivers' lanes without waiting
-for answers — each receiver has its own lane, so one slow receiver costs the
-others nothing, this tick or the next.
+heartbeats' task counts into time buckets, raise or close error-rate alerts,
+turn new events into outbox rows, and hand what is due to the receivers' lanes
+without waiting for answers — each receiver has its own lane, so one slow
+receiver costs the others nothing, this tick or the next.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, Row
 from sqlalchemy.exc import DBAPIError
 
-from app.alerts import outbox, webhooks
+from app.alerts import error_rate, outbox, webhooks
 from app.alerts.lanes import Lanes
 from app.clock import Clock
 from app.registry import expiry, outage_grace, service
@@ -43,6 +43,7 @@ class TickReport:
     graced: int = 0
     stale: list[str] = field(default_factory=list)
     sampled: int = 0
+    error_rate_alerts: error_rate.Changes = field(default_factory=error_rate.Changes)
     enqueued: int = 0
     sent: int = 0
 
@@ -64,6 +65,7 @@ def tick(watcher: Watcher, lanes: Lanes) -> TickReport:
     settings, clock = watcher.settings, watcher.clock
     ttl = expiry.ttl(settings.daemon_ttl_seconds)
     rules = policy(settings)
+    error_rate_rule = error_rate.Rule.of(settings)
     report = TickReport()
     with watcher.engine.connect() as conn:
         now = clock.now()
@@ -72,6 +74,8 @@ def tick(watcher: Watcher, lanes: Lanes) -> TickReport:
             log.warning("service was unreachable for over %s: %d daemons get grace", ttl, report.graced)
         report.stale = service.record_expiries(conn, now=now)
         report.sampled = buckets.sample(conn)
+        if error_rate_rule is not None:
+            report.error_rate_alerts = error_rate.evaluate(conn, error_rate_rule, now=now)
         report.enqueued = outbox.enqueue(conn, rules, now=now)
         due: list[Row[Any]] = []
         for url in outbox.due_urls(conn, now=now):

@@ -70,7 +70,8 @@ def summary(counts: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _zero() -> dict[str, Any]:
+def zero_counts() -> dict[str, Any]:
+    """The counts of a daemon without tasks."""
     return dict.fromkeys(COUNTS, 0)
 
 
@@ -113,7 +114,7 @@ def per_daemon(conn: Connection, period: Period, daemon_id: str | None = None) -
 def fleet(conn: Connection, period: Period) -> dict[str, Any]:
     """The fleet's Summary and each active daemon's, for GET /api/daemon/metrics."""
     counts = per_daemon(conn, period)
-    total = _zero()
+    total = zero_counts()
     for daemon_counts in counts.values():
         _add(total, daemon_counts)
     return {

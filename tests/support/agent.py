@@ -3,12 +3,14 @@
 The agent lives in its own package beside the service; putting ``agent/`` on
 sys.path here makes it importable without installing anything, so ``make test``
 needs nothing extra. The server records every request the agent makes (time,
-path, status, Retry-After), so tests can check *when* the agent called, not
-just what it left behind.
+path, status, Retry-After, the JSON it sent), so tests can check *when* and
+*what* the agent sent, not just what it left behind.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import sys
 import time
 import uuid
@@ -41,6 +43,7 @@ class Call:
     path: str
     status: int
     retry_after: str | None
+    body: Any = None  # the request's JSON, if it had one
 
 
 @dataclass
@@ -51,11 +54,16 @@ class Recorder:
     calls: list[Call] = field(default_factory=list)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        # Read the body, then hand the app an unread copy of it.
+        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        environ["wsgi.input"] = io.BytesIO(raw)
+        body = json.loads(raw) if raw else None
+
         def recording_start(status: str, headers: list[tuple[str, str]], *rest: Any) -> Any:
             retry_after = next((v for k, v in headers if k.lower() == "retry-after"), None)
             self.calls.append(
                 Call(time.monotonic(), environ["REQUEST_METHOD"], environ["PATH_INFO"],
-                     int(status.split()[0]), retry_after)
+                     int(status.split()[0]), retry_after, body)
             )
             return start_response(status, headers, *rest)
 
