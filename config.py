@@ -11,8 +11,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from limits import parse_many
+
+if TYPE_CHECKING:
+    from app.alerts.channels import Channel
+    from app.alerts.messages import MessageTemplate
 
 INSTANCE_DIR = Path(__file__).resolve().parent / "instance"
 DEFAULT_DATABASE_URL = f"sqlite:///{INSTANCE_DIR / 'daemon-health.db'}"
@@ -55,6 +60,9 @@ class Settings:
     alert_max_attempts: int = 8
     watch_interval_seconds: int = 2
     metrics_api_keys: tuple[str, ...] = ()
+    alert_channels: tuple[Channel, ...] = ()
+    alert_templates_dir: str = ""
+    alert_templates: tuple[MessageTemplate, ...] = ()
 
     def flask_config(self) -> dict:
         """The settings in the shape Flask and its extensions read."""
@@ -85,6 +93,8 @@ class Settings:
             "ALERT_MAX_ATTEMPTS": self.alert_max_attempts,
             "WATCH_INTERVAL_SECONDS": self.watch_interval_seconds,
             "METRICS_API_KEYS": self.metrics_api_keys,
+            "ALERT_CHANNELS": self.alert_channels,
+            "ALERT_TEMPLATES_DIR": self.alert_templates_dir,
         }
 
 
@@ -154,6 +164,38 @@ def _alert_events(env: Mapping[str, str]) -> tuple[str, ...]:
     return chosen
 
 
+def _alert_channels(env: Mapping[str, str], alert_events: tuple[str, ...]) -> tuple[Channel, ...]:
+    # Imported here, not at the top: app.alerts reads this module's Settings.
+    from app.alerts.channels import ChannelError, parse
+
+    try:
+        channels = parse(env.get("ALERT_CHANNELS", ""))
+    except ChannelError as exc:
+        raise ConfigError(f"ALERT_CHANNELS: {exc}") from None
+    for channel in channels:
+        # A filter naming a type that never fires would be a channel silently left out.
+        unknown = sorted((channel.events or frozenset()) - set(alert_events))
+        if unknown:
+            raise ConfigError(
+                f"ALERT_CHANNELS: {channel.redacted} filters on {', '.join(unknown)}, which "
+                f"{'is not an alert type' if set(unknown) - set(ALERT_TYPES) else 'ALERT_EVENTS leaves out'}; "
+                f"ALERT_EVENTS: {', '.join(alert_events)}"
+            )
+    return channels
+
+
+def _alert_templates(env: Mapping[str, str]) -> tuple[str, tuple[MessageTemplate, ...]]:
+    from app.alerts.messages import TemplateError, load  # see _alert_channels
+
+    directory = env.get("ALERT_TEMPLATES_DIR", "").strip()
+    if not directory:
+        return "", ()
+    try:
+        return directory, load(directory)
+    except (TemplateError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"ALERT_TEMPLATES_DIR: {exc}") from None
+
+
 def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, "").strip() or default
     try:
@@ -188,6 +230,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         "METRICS_API_KEY": _list(env, "METRICS_API_KEY"),
     }
     _distinct_kinds(**keys)
+    alert_events = _alert_events(env)
+    templates_dir, templates = _alert_templates(env)
     return Settings(
         database_url=database_url_from_env(env),
         admin_api_keys=keys["ADMIN_API_KEY"],
@@ -211,7 +255,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         alert_webhook_urls=urls,
         alert_webhook_secret=secret,
-        alert_events=_alert_events(env),
+        alert_events=alert_events,
         alert_timeout_seconds=_int(
             env, "ALERT_TIMEOUT_SECONDS", defaults.alert_timeout_seconds, minimum=1
         ),
@@ -220,4 +264,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             env, "WATCH_INTERVAL_SECONDS", defaults.watch_interval_seconds, minimum=1
         ),
         metrics_api_keys=keys["METRICS_API_KEY"],
+        alert_channels=_alert_channels(env, alert_events),
+        alert_templates_dir=templates_dir,
+        alert_templates=templates,
     )

@@ -1,8 +1,10 @@
 """The durable outbox: alerts are rows first and HTTP requests second.
 
 1. ``enqueue`` turns history events not yet handled into one delivery row per
-   webhook URL, in the transaction that marks the events handled. A unique
-   (event, url) pair keeps it at one row however many watchers race.
+   receiver — each webhook URL and each channel that wants the alert type — in
+   the transaction that marks the events handled. A unique (event, url) pair
+   keeps it at one row however many watchers race. A channel's row names it by
+   its ``target`` (fingerprint and redacted URL), never by its secret URL.
 2. ``claim`` leases due deliveries (pushing their next attempt past the lease)
    so no other watcher sends them meanwhile; a watcher killed mid-delivery
    simply lets the lease run out and the delivery is sent again (at least once;
@@ -21,7 +23,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, select, update
 
-from app.alerts import rules
+from app.alerts import messages, rules
+from app.alerts.channels import Channel
 from app.alerts.webhooks import Outcome
 from app.models import alert_deliveries, daemon_events
 from app.store.backend import backend
@@ -39,6 +42,15 @@ class Policy:
     urls: tuple[str, ...]
     alert_types: frozenset[str]
     max_attempts: int
+    channels: tuple[Channel, ...] = ()
+    templates: tuple[messages.MessageTemplate, ...] = ()
+
+    def receivers(self, event: Row[Any], kind: str, previous: Row[Any] | None) -> list[tuple[str, dict[str, Any]]]:
+        """Where an alert goes, and what each receiver is sent: the webhook body, or a message for people."""
+        to_webhooks = [(url, rules.payload(event, kind)) for url in self.urls]
+        wanting = [c for c in self.channels if c.wants(kind)]
+        message = messages.render(event, kind, previous, self.templates) if wanting else {}
+        return to_webhooks + [(channel.target, message) for channel in wanting]
 
 
 def enqueue(conn: Connection, policy: Policy, *, now: datetime) -> int:
@@ -54,8 +66,9 @@ def enqueue(conn: Connection, policy: Policy, *, now: datetime) -> int:
             .with_for_update(skip_locked=True)
         ).all()
         for event in events:
-            kind = _alert_worth_sending(conn, event, policy, now)
-            for url in policy.urls if kind else ():
+            # An alert that is not to be sent at all stops here, before it fans out to receivers.
+            kind, previous = _alert_worth_sending(conn, event, policy, now)
+            for url, payload in policy.receivers(event, kind, previous) if kind else ():
                 created += backend(conn).insert_ignoring_conflicts(
                     conn,
                     alert_deliveries,
@@ -63,7 +76,7 @@ def enqueue(conn: Connection, policy: Policy, *, now: datetime) -> int:
                         "event_id": event.id,
                         "alert_type": kind,
                         "url": url,
-                        "payload": rules.payload(event, kind),
+                        "payload": payload,
                         "state": "pending",
                         "attempts": 0,
                         "next_attempt_at": now,
@@ -79,17 +92,20 @@ def enqueue(conn: Connection, policy: Policy, *, now: datetime) -> int:
     return created
 
 
-def _alert_worth_sending(conn: Connection, event: Row[Any], policy: Policy, now: datetime) -> str | None:
-    if not policy.urls or now - event.recorded_at > MAX_EVENT_AGE:
-        return None
+def _alert_worth_sending(
+    conn: Connection, event: Row[Any], policy: Policy, now: datetime
+) -> tuple[str | None, Row[Any] | None]:
+    """The alert ``event`` raises, if any is to be sent, and the daemon's event before it."""
+    if not (policy.urls or policy.channels) or now - event.recorded_at > MAX_EVENT_AGE:
+        return None, None
     previous = conn.execute(
-        select(daemon_events.c.kind, daemon_events.c.status)
+        select(daemon_events.c.kind, daemon_events.c.status, daemon_events.c.occurred_at)
         .where(daemon_events.c.daemon_id == event.daemon_id, daemon_events.c.id < event.id)
         .order_by(daemon_events.c.id.desc())
         .limit(1)
     ).first()
     kind = rules.alert_type(event, previous)
-    return kind if kind in policy.alert_types else None
+    return (kind if kind in policy.alert_types else None), previous
 
 
 def due_urls(conn: Connection, *, now: datetime) -> list[str]:
