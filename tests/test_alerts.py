@@ -10,26 +10,13 @@ import pytest
 from sqlalchemy import func, select
 
 from app.alerts import outbox, watcher
-from app.alerts.lanes import Lanes
 from app.cli import watcher_of
 from app.models import alert_deliveries, daemon_events
 from tests.support.api import HEADERS, heartbeat_body, registration
+from tests.support.watching import settled_tick, watch_for
 from tests.support.webhook_receiver import start_receiver, verify_signature
 
 SECRET = "webhook-secret-0123456789"
-
-
-@pytest.fixture
-def senders():
-    with Lanes() as lanes:
-        yield lanes
-
-
-def settled_tick(app, lanes):
-    """One watcher tick, then wait until every delivery it handed over is settled."""
-    report = watcher.tick(watcher_of(app), lanes)
-    assert lanes.wait_idle(timeout=30)
-    return report
 
 
 @pytest.fixture
@@ -56,17 +43,7 @@ def tick(alerting, senders):
 @pytest.fixture
 def watch(clock, alerting, senders):
     """Let time pass with a watcher running, ticking every 10 s; returns what it saw."""
-
-    def run(seconds: float, app=None) -> list[str]:
-        stale: list[str] = []
-        while seconds > 0:
-            step = min(10.0, seconds)
-            clock.advance(step)
-            seconds -= step
-            stale += settled_tick(app or alerting, senders).stale
-        return stale
-
-    return run
+    return lambda seconds, app=None: watch_for(seconds, app or alerting, clock, senders)
 
 
 def _types(receiver):

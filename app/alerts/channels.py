@@ -163,13 +163,13 @@ def is_target(target: str) -> bool:
 def notify(channel: Channel, message: dict[str, Any], *, timeout: float) -> Outcome:
     """Send one message; never raises. Every failure is worth another try.
 
-    Apprise sends synchronously; ``timeout`` bounds the whole call (Apprise
-    stops waiting and reports a timeout), and each socket wait inside it too.
+    Apprise sends synchronously; ``timeout`` bounds the whole call: Apprise
+    stops waiting and reports a timeout, and the abandoned send ends on its
+    own socket timeouts, in the background.
     """
     plugin = apprise.Apprise.instantiate(channel.url)
     if plugin is None:  # parse() accepted it, so only a changed Apprise gets here
         return Outcome(False, False, "Apprise no longer accepts this URL")
-    plugin.socket_connect_timeout = plugin.socket_read_timeout = timeout
     sender = apprise.Apprise()
     sender.add(plugin)
     try:
