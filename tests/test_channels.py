@@ -206,35 +206,50 @@ def test_a_channel_that_keeps_failing_is_marked_failed_and_can_be_redelivered(
 
 
 def test_a_hung_channel_holds_up_no_other_channel_or_webhook(app, make_app, clock, senders, engine, watch):
-    """One receiver never answers in time; the others are delivered, and recorded, at once."""
+    """One receiver never answers in time, for a whole fleet's alerts; the others get theirs at once.
+
+    Eight daemons go stale together, and a ninth alert comes while the hung
+    channel's sends pile up: more of them than the few threads Apprise would
+    share between every channel of the process.
+    """
     hung, fast, webhook = start_receiver(), start_receiver(), start_receiver()
-    hung.answer((200, 6.0))
+    timeout = 2
+    hung.answer((200, 10.0))
     try:
         alerting = make_app(
             alert_channels=channels.parse(f"{http_channel(hung, path='hung')} {http_channel(fast, path='fast')}"),
             alert_webhook_urls=(webhook.url,),
             alert_webhook_secret=WEBHOOK_SECRET,
-            alert_timeout_seconds=1,
+            alert_timeout_seconds=timeout,
         )
-        _register(alerting)
+        for n in range(8):
+            _register(alerting, daemonId=f"d{n}")
         watch(alerting, 60)
+
+        def delivered_to_the_others_within(seconds: float) -> float:
+            """One tick; how long until every delivery to the fast channel and the webhook is done."""
+            started = time.monotonic()
+            watcher.tick(watcher_of(alerting), senders)  # hands the deliveries over, waits for none
+            while time.monotonic() - started < seconds:
+                others = [d.state for d in _deliveries(engine) if "/hung" not in d.url]
+                if set(others) == {"delivered"}:
+                    return time.monotonic() - started
+                time.sleep(0.02)
+            raise AssertionError(f"not all delivered within {seconds} s: {others}")
+
         clock.advance(1)
-        started = time.monotonic()
-        watcher.tick(watcher_of(alerting), senders)  # hands the three over, waits for none
-        delivered_after = None
-        while time.monotonic() - started < 5:
-            states = {d.url.rsplit("/", 1)[-1].split("?")[0]: d.state for d in _deliveries(engine)}
-            if states.get("fast") == states.get("hook") == "delivered":
-                delivered_after = time.monotonic() - started
-                break
-            time.sleep(0.02)
-        assert delivered_after is not None and delivered_after < 0.8, states
-        assert states["hung"] == "pending"  # still waiting on its receiver meanwhile
+        # 16 of them, before the hung channel's first sends time out
+        first = delivered_to_the_others_within(0.9 * timeout)
+        time.sleep(timeout + 0.3)  # the hung channel's first four sends timed out; four more are waiting
+        _register(alerting, daemonId="d8")
+        alerting.test_client().delete("/api/daemon/d8", headers=HEADERS)
+        later = delivered_to_the_others_within(0.9 * timeout)
         assert senders.wait_idle(timeout=10)
-        hung_delivery = next(d for d in _deliveries(engine) if "/hung" in d.url)
-        assert (hung_delivery.state, hung_delivery.last_error) == ("pending", "no answer within 1 s")
-        assert time.monotonic() - started < 3  # the timeout bounded the hung send
-        print(f"\nfast channel and webhook delivered {delivered_after:.2f} s after the tick; hung channel timed out")
+        hung_deliveries = [d for d in _deliveries(engine) if "/hung" in d.url]
+        assert len(hung_deliveries) == 9
+        assert {(d.state, d.last_error) for d in hung_deliveries} == {("pending", "no answer within 2 s")}
+        print(f"\nfast channel and webhook done {first:.2f} s and {later:.2f} s after their ticks; "
+              f"9 sends to the hung channel cut off after {timeout} s each")
     finally:
         for receiver in (hung, fast, webhook):
             receiver.stop()

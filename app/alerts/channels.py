@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -40,9 +41,13 @@ _FIELD_PARAMETER_MARKS = ("+", "-", ":")
 _SECRET_FRAGMENT = re.compile(r"[^/:@?&=#,;+]{4,}")
 _MASK = "****"
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 8, "salt": b"daemon-health alert channel"}
-# For a person reading the message: how Slack colours it, which emoji ntfy shows.
-NOTIFY_TYPES = {"info": apprise.NotifyType.INFO, "success": apprise.NotifyType.SUCCESS,
-                "warning": apprise.NotifyType.WARNING, "failure": apprise.NotifyType.FAILURE}
+# For a person reading the message: how Slack colours it, which tag ntfy shows.
+_APPRISE_TYPES = {"info": apprise.NotifyType.INFO, "success": apprise.NotifyType.SUCCESS,
+                  "failure": apprise.NotifyType.FAILURE}
+# No service deadline of Apprise's own (notify() then sends in the calling thread; see
+# notify below), and the captured log lines kept in memory.
+_ASSET = apprise.AppriseAsset(service_timeout=0, result_log_disk_size=0)
+_SOCKET_TIMEOUT_MARGIN = 1.0
 
 _apprise_log = logging.getLogger("apprise")
 _apprise_log.propagate = False
@@ -161,35 +166,48 @@ def is_target(target: str) -> bool:
 
 
 def notify(channel: Channel, message: dict[str, Any], *, timeout: float) -> Outcome:
-    """Send one message; never raises. Every failure is worth another try.
+    """Send one message, waiting at most ``timeout`` seconds; never raises.
 
-    Apprise sends synchronously; ``timeout`` bounds the whole call: Apprise
-    stops waiting and reports a timeout, and the abandoned send ends on its
-    own socket timeouts, in the background.
+    Apprise sends synchronously. Its own call timeout runs the sends of the
+    whole process in one shared pool of a few threads, where a hung channel's
+    abandoned sends would make everyone else's queue and time out; so each
+    send runs in a thread of its own, which this lane waits for at most
+    ``timeout``. Left behind, that thread ends on its socket timeouts (a
+    second later). Every failure is worth another try.
     """
-    plugin = apprise.Apprise.instantiate(channel.url)
-    if plugin is None:  # parse() accepted it, so only a changed Apprise gets here
-        return Outcome(False, False, "Apprise no longer accepts this URL")
-    sender = apprise.Apprise()
-    sender.add(plugin)
+    answer: list[Outcome] = []
+    sender = threading.Thread(
+        target=lambda: answer.append(_send(channel, message, timeout)), name="alert-channel", daemon=True
+    )
+    sender.start()
+    sender.join(timeout)
+    return answer[0] if answer else Outcome(False, True, f"no answer within {timeout:g} s")
+
+
+def _send(channel: Channel, message: dict[str, Any], timeout: float) -> Outcome:
     try:
+        plugin = apprise.Apprise.instantiate(channel.url, asset=_ASSET)
+        if plugin is None:  # parse() accepted it, so only a changed Apprise gets here
+            return Outcome(False, False, "Apprise no longer accepts this URL")
+        # A little longer than notify() waits: a receiver that does not answer is reported
+        # as that, not as the connection error Apprise makes of its own socket timeout.
+        plugin.socket_connect_timeout = plugin.socket_read_timeout = timeout + _SOCKET_TIMEOUT_MARGIN
+        sender = apprise.Apprise(asset=_ASSET)
+        sender.add(plugin)
         result = sender.notify(
             body=message["body"],
             title=message["title"],
-            notify_type=NOTIFY_TYPES.get(message.get("notifyType", "info"), apprise.NotifyType.INFO),
+            notify_type=_APPRISE_TYPES.get(message["notifyType"], apprise.NotifyType.INFO),
             body_format=apprise.NotifyFormat.TEXT,
-            timeout=timeout,
         )
     except Exception as exc:  # a plugin's bug must not take the lane down; try again later
         return Outcome(False, True, channel.scrub(f"{type(exc).__name__}: {exc}")[:300])
     if result:
         return Outcome(True, False, "delivered")
-    if result.status == apprise.AppriseResultStatus.TIMEOUT:
-        return Outcome(False, True, f"no answer within {timeout:g} s")
     return Outcome(False, True, channel.scrub(_complaint(result.logs()))[:300])
 
 
-def _complaint(entries: Sequence[Any] | Iterable[Any]) -> str:
+def _complaint(entries: Iterable[Any]) -> str:
     """Apprise's last warning or error for the call: the reason it gives for not delivering."""
     said = [e.message for e in entries if e.level in ("WARNING", "ERROR", "CRITICAL")]
     return said[-1] if said else "not delivered (Apprise gave no reason)"
