@@ -176,9 +176,9 @@ def _alert_channels(env: Mapping[str, str], alert_events: tuple[str, ...]) -> tu
         # A filter naming a type that never fires would be a channel silently left out.
         unknown = sorted((channel.events or frozenset()) - set(alert_events))
         if unknown:
+            why = "is not an alert type" if set(unknown) - set(ALERT_TYPES) else "ALERT_EVENTS leaves out"
             raise ConfigError(
-                f"ALERT_CHANNELS: {channel.redacted} filters on {', '.join(unknown)}, which "
-                f"{'is not an alert type' if set(unknown) - set(ALERT_TYPES) else 'ALERT_EVENTS leaves out'}; "
+                f"ALERT_CHANNELS: {channel.redacted} filters on {', '.join(unknown)}, which {why}; "
                 f"ALERT_EVENTS: {', '.join(alert_events)}"
             )
     return channels

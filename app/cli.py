@@ -94,8 +94,9 @@ def send_test_alert() -> None:
     config = settings(current_app)
     if not (config.alert_webhook_urls or config.alert_channels):
         raise click.ClickException("neither ALERT_WEBHOOK_URLS nor ALERT_CHANNELS is set")
-    to_webhooks = {"id": f"test_{int(now().timestamp())}", "type": "test", "occurredAt": isoformat_z(now())}
-    to_people = messages.probe_message(now())
+    moment = now()
+    to_webhooks = {"id": f"test_{int(moment.timestamp())}", "type": "test", "occurredAt": isoformat_z(moment)}
+    to_people = messages.probe_message(moment)
     receivers = [(url, to_webhooks) for url in config.alert_webhook_urls]
     receivers += [(channel.target, to_people) for channel in config.alert_channels]
     failed = 0

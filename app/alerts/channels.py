@@ -85,7 +85,8 @@ class Channel:
 
 def parse(raw: str) -> tuple[Channel, ...]:
     """ALERT_CHANNELS: whitespace-separated entries, each ``[type,type=]apprise-url``."""
-    channels = tuple(_parse_entry(entry, n) for n, entry in enumerate(_ENTRY_SEPARATOR.split(raw.strip()), 1) if entry)
+    entries = [entry for entry in _ENTRY_SEPARATOR.split(raw) if entry]
+    channels = tuple(_parse_entry(entry, n) for n, entry in enumerate(entries, 1))
     seen: set[str] = set()
     for channel in channels:
         if channel.fingerprint in seen:
@@ -107,7 +108,7 @@ def _parse_entry(entry: str, n: int) -> Channel:
             raise ChannelError(f"entry {n} has an empty event filter before '='")
     if not _URL_SCHEME.match(url):
         raise ChannelError(f"entry {n} is not an Apprise URL (schema://...)")
-    plugin = apprise.Apprise.instantiate(url)
+    plugin = apprise.Apprise.instantiate(url, asset=_ASSET)
     if plugin is None:
         # Only the scheme is quoted: the rest may hold the secret.
         raise ChannelError(
@@ -139,7 +140,7 @@ def _redact_fields(private_url: str) -> str:
 
 
 def _secret_fragments(forms: tuple[str, str], redacted: str) -> tuple[str, ...]:
-    """What Apprise's full form of the URL (and the URL as written) shows that its redacted form hides.
+    """What the URL as written and Apprise's full form of it show that the redacted form hides.
 
     Parts of the written URL that Apprise leaves out of both forms (default
     options such as ``mode=insecure``) are no secret, and are left alone.
@@ -173,7 +174,8 @@ def notify(channel: Channel, message: dict[str, Any], *, timeout: float) -> Outc
     abandoned sends would make everyone else's queue and time out; so each
     send runs in a thread of its own, which this lane waits for at most
     ``timeout``. Left behind, that thread ends on its socket timeouts (a
-    second later). Every failure is worth another try.
+    second later). Apprise only says "not delivered", so every failure is
+    worth another try.
     """
     answer: list[Outcome] = []
     sender = threading.Thread(
@@ -185,15 +187,13 @@ def notify(channel: Channel, message: dict[str, Any], *, timeout: float) -> Outc
 
 
 def _send(channel: Channel, message: dict[str, Any], timeout: float) -> Outcome:
+    sender = apprise.Apprise(asset=_ASSET)
     try:
-        plugin = apprise.Apprise.instantiate(channel.url, asset=_ASSET)
-        if plugin is None:  # parse() accepted it, so only a changed Apprise gets here
-            return Outcome(False, False, "Apprise no longer accepts this URL")
-        # A little longer than notify() waits: a receiver that does not answer is reported
-        # as that, not as the connection error Apprise makes of its own socket timeout.
-        plugin.socket_connect_timeout = plugin.socket_read_timeout = timeout + _SOCKET_TIMEOUT_MARGIN
-        sender = apprise.Apprise(asset=_ASSET)
-        sender.add(plugin)
+        sender.add(channel.url)
+        for plugin in sender:
+            # A little longer than notify() waits: a receiver that does not answer is reported
+            # as that, not as the connection error Apprise makes of its own socket timeout.
+            plugin.socket_connect_timeout = plugin.socket_read_timeout = timeout + _SOCKET_TIMEOUT_MARGIN
         result = sender.notify(
             body=message["body"],
             title=message["title"],

@@ -103,7 +103,8 @@ def load(directory: str) -> tuple[MessageTemplate, ...]:
     for path in sorted(folder.iterdir()):
         alert_type = path.name.removesuffix(".txt")
         if not path.name.endswith(".txt") or alert_type not in DEFAULTS:
-            raise TemplateError(f"{path.name}: name it <alert type>.txt, one of {', '.join(f'{t}.txt' for t in DEFAULTS)}")
+            names = ", ".join(f"{t}.txt" for t in DEFAULTS)
+            raise TemplateError(f"{path.name}: name it <alert type>.txt, one of {names}")
         title, _, body = path.read_text(encoding="utf-8").partition("\n")
         template = MessageTemplate(alert_type, title.strip(), body.strip("\n"))
         _check(template, path.name)
@@ -128,7 +129,10 @@ def _check(template: MessageTemplate, name: str) -> None:
 
 
 def render(
-    event: Row[Any], alert_type: str, previous: Row[Any] | None, overrides: tuple[MessageTemplate, ...] = ()
+    event: Row[Any],
+    alert_type: str,
+    previous: Row[Any] | None,
+    overrides: tuple[MessageTemplate, ...] = (),
 ) -> dict[str, Any]:
     """The message for ``event`` (raising ``alert_type``), judged against the event before it."""
     template = next((t for t in overrides if t.alert_type == alert_type), DEFAULTS[alert_type])
@@ -157,8 +161,10 @@ def _values(event: Row[Any], alert_type: str, previous: Row[Any] | None) -> dict
         "lastHeartbeat": readable_time(state["lastHeartbeat"]) if state.get("lastHeartbeat") else "unknown",
     }
     # The state this event ends began with the event before it (the 'stale' one, the 'unhealthy' one).
-    lasted = readable_duration(event.occurred_at - previous.occurred_at) if previous is not None else "unknown"
-    since = readable_time(previous.occurred_at) if previous is not None else "unknown"
+    since = lasted = "unknown"
+    if previous is not None:
+        since = readable_time(previous.occurred_at)
+        lasted = readable_duration(event.occurred_at - previous.occurred_at)
     if alert_type == "daemon.recovered":
         values |= {"downSince": since, "downFor": lasted}
     elif alert_type == "daemon.healthy_again":
@@ -173,7 +179,8 @@ def probe_message(now: datetime) -> dict[str, Any]:
         "type": "test",
         "daemonId": "-",
         "title": "Test alert from the daemon health service",
-        "body": f"This channel receives the daemon health service's alerts. Sent by 'alerts test' at {readable_time(now)}.",
+        "body": "This channel receives the daemon health service's alerts. "
+        f"Sent by 'alerts test' at {readable_time(now)}.",
         "notifyType": "info",
     }
 

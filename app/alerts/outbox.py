@@ -45,8 +45,10 @@ class Policy:
     channels: tuple[Channel, ...] = ()
     templates: tuple[messages.MessageTemplate, ...] = ()
 
-    def receivers(self, event: Row[Any], kind: str, previous: Row[Any] | None) -> list[tuple[str, dict[str, Any]]]:
-        """Where an alert goes, and what each receiver is sent: the webhook body, or a message for people."""
+    def receivers(
+        self, event: Row[Any], kind: str, previous: Row[Any] | None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Where an alert goes, and what each receiver gets: the webhook body, or a message for people."""
         to_webhooks = [(url, rules.payload(event, kind)) for url in self.urls]
         wanting = [c for c in self.channels if c.wants(kind)]
         message = messages.render(event, kind, previous, self.templates) if wanting else {}
