@@ -9,20 +9,29 @@ long a hung receiver holds up the others.
 from __future__ import annotations
 
 import logging
+import re
+import signal
+import subprocess
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 
+from app import create_app
 from app.alerts import channels, watcher
 from app.cli import watcher_of
+from app.http.context import database
 from app.models import alert_deliveries
+from config import settings_from_env
 from tests.support.api import HEADERS, heartbeat_body, registration
+from tests.support.paths import ROOT, VENV_BIN
+from tests.support.processes import service_env
 from tests.support.smtp_receiver import PASSWORD
 from tests.support.watching import settled_tick, watch_for
 from tests.support.webhook_receiver import start_receiver, verify_signature
 
 WEBHOOK_SECRET = "webhook-secret-0123456789"
+ADMIN_KEY = "channels-admin-key-0123456789"
 # A password in a json:// URL, sent as HTTP basic auth: it must never show outside the settings.
 JSON_PASSWORD = "json-Secret-41d8e2"
 
@@ -39,6 +48,13 @@ def json_channel(receiver, path: str = "hook") -> str:
 def _deliveries(engine):
     with engine.connect() as conn:
         return conn.execute(select(alert_deliveries).order_by(alert_deliveries.c.id)).all()
+
+
+def _states_of(engine, daemon_id):
+    with engine.connect() as conn:
+        return conn.execute(
+            select(alert_deliveries.c.state).where(alert_deliveries.c.payload["daemonId"].as_string() == daemon_id)
+        ).scalars().all()
 
 
 def _register(app, **overrides):
@@ -358,3 +374,72 @@ def test_the_redacted_form_and_scrub_hide_tokens_headers_and_passwords():
     # The fingerprint names the URL without giving it back, and stays the same.
     assert slack.fingerprint == channels.fingerprint(slack.url) and len(slack.fingerprint) == 16
     assert channels.find((slack, ntfy, form), ntfy.target) is ntfy
+
+
+def test_the_watch_command_sends_to_channels_from_the_environment_and_prints_no_secret(
+    migrated_postgres_url, tmp_path, smtp, receiver
+):
+    """`flask --app wsgi daemons watch` as operators run it, ALERT_CHANNELS as they write it."""
+    refusing = start_receiver()
+    refusing.answer((500, 0))
+    daemon_id = f"watched-{time.monotonic_ns()}"
+    env = service_env(
+        ADMIN_API_KEY=ADMIN_KEY,
+        DATABASE_URL=migrated_postgres_url,
+        DAEMON_TTL_SECONDS="1",
+        WATCH_INTERVAL_SECONDS="1",
+        ALERT_MAX_ATTEMPTS="1",
+        ALERT_CHANNELS=f"""
+            daemon.stale={smtp.mailto()}
+            {json_channel(receiver)}
+            {json_channel(refusing, "refusing")}
+        """,
+    )
+    log_path = tmp_path / "watch.log"
+    with open(log_path, "wb") as log:
+        watching = subprocess.Popen(
+            [str(VENV_BIN / "flask"), "--app", "wsgi", "daemons", "watch"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        app = create_app(settings_from_env(env))
+        try:
+            response = app.test_client().post(
+                "/api/daemon/register", json=registration(daemonId=daemon_id), headers={"X-API-Key": ADMIN_KEY}
+            )
+            assert response.status_code == 201
+            deadline = time.monotonic() + 15
+            while not (smtp.messages and receiver.received and refusing.received) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert smtp.messages[0]["Subject"].startswith(f"Daemon {daemon_id} is down")
+            assert receiver.received[0].json["title"].startswith(f"Daemon {daemon_id} is down")
+            settled = ["delivered", "delivered", "failed"]
+            while time.monotonic() < deadline and sorted(_states_of(database(app).engine, daemon_id)) != settled:
+                time.sleep(0.1)  # every outcome recorded (and logged)
+            watching.send_signal(signal.SIGTERM)
+            assert watching.wait(timeout=15) == 0
+            listing = subprocess.run(
+                [str(VENV_BIN / "flask"), "--app", "wsgi", "daemons", "alerts", "list"],
+                cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+            )
+        finally:
+            database(app).dispose()
+            if watching.poll() is None:
+                watching.kill()
+                watching.wait(timeout=10)
+            refusing.stop()
+    output = log_path.read_text()
+    assert "alerts to 0 webhook(s) and 3 channel(s)" in output
+    assert re.search(r"WARNING app\.alerts\.watcher: alert evt_\d+ daemon\.stale to apprise:[0-9a-f]{16} "
+                     r"json://alerts:\*\*\*\*@127\.0\.0\.1:\d+/refusing\S*: Failed to send JSON POST notification", output)
+    ours = [line for line in listing.stdout.splitlines() if daemon_id in line]
+    assert len(ours) == 3 and sum("failed" in line for line in ours) == 1, listing.stdout
+    engine = create_engine(migrated_postgres_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT url, payload::text, state, last_error FROM alert_deliveries WHERE payload->>'daemonId' = :d"),
+            {"d": daemon_id},
+        ).all()
+    engine.dispose()
+    assert sorted(row.state for row in rows) == settled
+    for secret in (PASSWORD, JSON_PASSWORD):
+        assert secret not in output + listing.stdout + listing.stderr + repr(rows)
