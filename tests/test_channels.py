@@ -443,3 +443,15 @@ def test_the_watch_command_sends_to_channels_from_the_environment_and_prints_no_
     assert sorted(row.state for row in rows) == settled
     for secret in (PASSWORD, JSON_PASSWORD):
         assert secret not in output + listing.stdout + listing.stderr + repr(rows)
+
+
+def test_a_long_channel_url_still_fits_the_outbox(app, make_app, clock, receiver, senders, engine, watch):
+    many = ",".join(f"oncall{n}@example.com" for n in range(150))
+    [mail] = channels.parse(f"mailto://alerts:{PASSWORD}@127.0.0.1:9?mode=insecure&from=dh@example.com&to={many}")
+    assert len(mail.redacted) > 2048 and len(mail.target) < 1100
+    alerting = make_app(alert_channels=(mail,), alert_max_attempts=1)
+    _register(alerting)
+    watch(alerting, 61)
+    [delivery] = _deliveries(engine)
+    assert delivery.url == mail.target and channels.find([mail], delivery.url) is mail
+    assert delivery.state == "failed"  # nothing listens on port 9: sent, and refused

@@ -40,6 +40,8 @@ _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _FIELD_PARAMETER_MARKS = ("+", "-", ":")
 _SECRET_FRAGMENT = re.compile(r"[^/:@?&=#,;+]{4,}")
 _MASK = "****"
+# Of the redacted URL in a target; alert_deliveries.url holds 2048 characters.
+_SHOWN_MAX = 1000
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 8, "salt": b"daemon-health alert channel"}
 # For a person reading the message: how Slack colours it, which tag ntfy shows.
 _APPRISE_TYPES = {"info": apprise.NotifyType.INFO, "success": apprise.NotifyType.SUCCESS,
@@ -70,8 +72,13 @@ class Channel:
 
     @property
     def target(self) -> str:
-        """How the outbox, the logs and the CLI name this channel: no secret in it."""
-        return f"{TARGET_PREFIX}{self.fingerprint} {self.redacted}"
+        """How the outbox, the logs and the CLI name this channel: no secret in it.
+
+        The fingerprint alone identifies the channel, so a long redacted URL is
+        shortened to fit the outbox's column.
+        """
+        shown = self.redacted if len(self.redacted) <= _SHOWN_MAX else self.redacted[: _SHOWN_MAX - 3] + "..."
+        return f"{TARGET_PREFIX}{self.fingerprint} {shown}"
 
     def wants(self, alert_type: str) -> bool:
         return self.events is None or alert_type in self.events
