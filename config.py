@@ -61,7 +61,6 @@ class Settings:
     watch_interval_seconds: int = 2
     metrics_api_keys: tuple[str, ...] = ()
     alert_channels: tuple[Channel, ...] = ()
-    alert_templates_dir: str = ""
     alert_templates: tuple[MessageTemplate, ...] = ()
 
     def flask_config(self) -> dict:
@@ -94,7 +93,6 @@ class Settings:
             "WATCH_INTERVAL_SECONDS": self.watch_interval_seconds,
             "METRICS_API_KEYS": self.metrics_api_keys,
             "ALERT_CHANNELS": self.alert_channels,
-            "ALERT_TEMPLATES_DIR": self.alert_templates_dir,
         }
 
 
@@ -184,14 +182,14 @@ def _alert_channels(env: Mapping[str, str], alert_events: tuple[str, ...]) -> tu
     return channels
 
 
-def _alert_templates(env: Mapping[str, str]) -> tuple[str, tuple[MessageTemplate, ...]]:
+def _alert_templates(env: Mapping[str, str]) -> tuple[MessageTemplate, ...]:
     from app.alerts.messages import TemplateError, load  # see _alert_channels
 
     directory = env.get("ALERT_TEMPLATES_DIR", "").strip()
     if not directory:
-        return "", ()
+        return ()
     try:
-        return directory, load(directory)
+        return load(directory)
     except (TemplateError, OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"ALERT_TEMPLATES_DIR: {exc}") from None
 
@@ -231,7 +229,6 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     }
     _distinct_kinds(**keys)
     alert_events = _alert_events(env)
-    templates_dir, templates = _alert_templates(env)
     return Settings(
         database_url=database_url_from_env(env),
         admin_api_keys=keys["ADMIN_API_KEY"],
@@ -265,6 +262,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         metrics_api_keys=keys["METRICS_API_KEY"],
         alert_channels=_alert_channels(env, alert_events),
-        alert_templates_dir=templates_dir,
-        alert_templates=templates,
+        alert_templates=_alert_templates(env),
     )
