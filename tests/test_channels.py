@@ -170,7 +170,10 @@ def test_each_channel_gets_only_the_alert_types_its_filter_names(app, make_app, 
         _register(alerting)  # recovered
         alerting.test_client().delete("/api/daemon/daemon_macmini_1", headers=HEADERS)
         settled_tick(alerting, senders)
-        titles = lambda r: sorted(m.json["title"].split(" ", 2)[2] for m in r.received)  # noqa: E731
+
+        def titles(receiver):  # what follows "Daemon daemon_macmini_1"
+            return sorted(m.json["title"].split(" ", 2)[2] for m in receiver.received)
+
         assert titles(pager) == ["is back after 1 s down", "is down: no heartbeat since 2026-01-25 12:00:00 UTC"]
         assert titles(chat) == titles(pager) + ["was deregistered"]
     finally:
