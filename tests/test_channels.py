@@ -458,3 +458,9 @@ def test_a_long_channel_url_still_fits_the_outbox(app, make_app, clock, receiver
     [delivery] = _deliveries(engine)
     assert delivery.url == mail.target and channels.find([mail], delivery.url) is mail
     assert delivery.state == "failed"  # nothing listens on port 9: sent, and refused
+
+
+def test_alerts_test_without_webhooks_or_channels_says_what_to_set(app):
+    result = app.test_cli_runner().invoke(args=["daemons", "alerts", "test"])
+    assert result.exit_code == 1
+    assert "neither ALERT_WEBHOOK_URLS nor ALERT_CHANNELS is set" in result.output
