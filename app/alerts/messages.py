@@ -66,7 +66,8 @@ DEFAULTS = {
         MessageTemplate(
             "daemon.deregistered",
             "Daemon $daemonId was deregistered",
-            "$daemonId was removed from the registry at $occurredAt (a planned stop, not an outage).\n"
+            "$daemonId was removed from the registry at $occurredAt (a DELETE through the API, "
+            "not a missed heartbeat).\n"
             "Last status: $status. Current task: $currentTask. Tasks processed: $tasksProcessed.",
         ),
     )
