@@ -14,8 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from limits import parse_many
+
+if TYPE_CHECKING:
+    from app.alerts.channels import Channel
+    from app.alerts.messages import MessageTemplate
 
 INSTANCE_DIR = Path(__file__).resolve().parent / "instance"
 DEFAULT_DATABASE_URL = f"sqlite:///{INSTANCE_DIR / 'daemon-health.db'}"
@@ -69,6 +74,8 @@ class Settings:
     alert_error_rate_min_tasks: int = 20
     # None: the alert's default share of the threshold.
     alert_error_rate_recovery: float | None = None
+    alert_channels: tuple[Channel, ...] = ()
+    alert_templates: tuple[MessageTemplate, ...] = ()
 
     def flask_config(self) -> dict:
         """The settings in the shape Flask and its extensions read."""
@@ -103,6 +110,7 @@ class Settings:
             "ALERT_ERROR_RATE_WINDOW": self.alert_error_rate_window,
             "ALERT_ERROR_RATE_MIN_TASKS": self.alert_error_rate_min_tasks,
             "ALERT_ERROR_RATE_RECOVERY": self.alert_error_rate_recovery,
+            "ALERT_CHANNELS": self.alert_channels,
         }
 
 
@@ -212,6 +220,36 @@ def _error_rate_levels(env: Mapping[str, str]) -> tuple[float | None, float | No
             "or the alert would recover as soon as it fires"
         )
     return threshold, recovery
+def _alert_channels(env: Mapping[str, str], alert_events: tuple[str, ...]) -> tuple[Channel, ...]:
+    # Imported here, not at the top: app.alerts reads this module's Settings.
+    from app.alerts.channels import ChannelError, parse
+
+    try:
+        channels = parse(env.get("ALERT_CHANNELS", ""))
+    except ChannelError as exc:
+        raise ConfigError(f"ALERT_CHANNELS: {exc}") from None
+    for channel in channels:
+        # A filter naming a type that never fires would be a channel silently left out.
+        unknown = sorted((channel.events or frozenset()) - set(alert_events))
+        if unknown:
+            why = "is not an alert type" if set(unknown) - set(ALERT_TYPES) else "ALERT_EVENTS leaves out"
+            raise ConfigError(
+                f"ALERT_CHANNELS: {channel.redacted} filters on {', '.join(unknown)}, which {why}; "
+                f"ALERT_EVENTS: {', '.join(alert_events)}"
+            )
+    return channels
+
+
+def _alert_templates(env: Mapping[str, str]) -> tuple[MessageTemplate, ...]:
+    from app.alerts.messages import TemplateError, load  # see _alert_channels
+
+    directory = env.get("ALERT_TEMPLATES_DIR", "").strip()
+    if not directory:
+        return ()
+    try:
+        return load(directory)
+    except (TemplateError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"ALERT_TEMPLATES_DIR: {exc}") from None
 
 
 def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
@@ -249,6 +287,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     }
     _distinct_kinds(**keys)
     error_rate_threshold, error_rate_recovery = _error_rate_levels(env)
+    alert_events = _alert_events(env)
     return Settings(
         database_url=database_url_from_env(env),
         admin_api_keys=keys["ADMIN_API_KEY"],
@@ -272,7 +311,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         alert_webhook_urls=urls,
         alert_webhook_secret=secret,
-        alert_events=_alert_events(env),
+        alert_events=alert_events,
         alert_timeout_seconds=_int(
             env, "ALERT_TIMEOUT_SECONDS", defaults.alert_timeout_seconds, minimum=1
         ),
@@ -287,4 +326,6 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             env, "ALERT_ERROR_RATE_MIN_TASKS", defaults.alert_error_rate_min_tasks, minimum=1
         ),
         alert_error_rate_recovery=error_rate_recovery,
+        alert_channels=_alert_channels(env, alert_events),
+        alert_templates=_alert_templates(env),
     )

@@ -14,7 +14,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from app.alerts import alert_events, error_rate, outbox, watcher, webhooks
+from app.alerts import alert_events, error_rate, messages, outbox, senders, watcher
 from app.http.context import clock, database, now, settings
 from app.registry.wire import isoformat_z
 from app.task_metrics import buckets
@@ -72,11 +72,12 @@ def watch() -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    urls = current_app.config["ALERT_WEBHOOK_URLS"]
+    urls, channels = current_app.config["ALERT_WEBHOOK_URLS"], current_app.config["ALERT_CHANNELS"]
     rule = error_rate.Rule.of(settings())
     click.echo(
         f"Watching every {current_app.config['WATCH_INTERVAL_SECONDS']} s; "
-        f"alerts to {len(urls)} webhook(s): {', '.join(current_app.config['ALERT_EVENTS']) if urls else 'none'}; "
+        f"alerts to {len(urls)} webhook(s) and {len(channels)} channel(s): "
+        f"{', '.join(current_app.config['ALERT_EVENTS']) if urls or channels else 'none'}; "
         f"error-rate alert: {rule.describe() if rule else 'off'}"
     )
     with _info_log_with_timestamps():
@@ -84,27 +85,29 @@ def watch() -> None:
     click.echo("Watcher stopped.")
 
 
-alerts_cli = AppGroup("alerts", help="Inspect and resend webhook alerts.")
+alerts_cli = AppGroup("alerts", help="Inspect and resend alerts (webhooks and channels).")
 daemons_cli.add_command(alerts_cli)
 
 
 @alerts_cli.command("test")
 def send_test_alert() -> None:
-    """Send a signed test alert to every configured webhook and say how each answered."""
-    urls = current_app.config["ALERT_WEBHOOK_URLS"]
-    if not urls:
-        raise click.ClickException("ALERT_WEBHOOK_URLS is not set")
-    payload = {"id": f"test_{int(now().timestamp())}", "type": "test", "occurredAt": isoformat_z(now())}
+    """Send a test alert to every webhook (signed) and channel, and say how each answered.
+
+    Channels are shown by their target (fingerprint and redacted URL), never their URL.
+    """
+    config = settings(current_app)
+    if not (config.alert_webhook_urls or config.alert_channels):
+        raise click.ClickException("neither ALERT_WEBHOOK_URLS nor ALERT_CHANNELS is set")
+    moment = now()
+    to_webhooks = {"id": f"test_{int(moment.timestamp())}", "type": "test", "occurredAt": isoformat_z(moment)}
+    to_people = messages.probe_message(moment)
+    receivers = [(url, to_webhooks) for url in config.alert_webhook_urls]
+    receivers += [(channel.target, to_people) for channel in config.alert_channels]
     failed = 0
-    for url in urls:
-        outcome = webhooks.post(
-            url,
-            payload,
-            secret=current_app.config["ALERT_WEBHOOK_SECRET"],
-            timeout=current_app.config["ALERT_TIMEOUT_SECONDS"],
-        )
+    for target, payload in receivers:
+        outcome = senders.send(target, payload, config)
         failed += not outcome.delivered
-        click.echo(f"{'ok  ' if outcome.delivered else 'FAIL'} {url}: {outcome.detail}")
+        click.echo(f"{'ok  ' if outcome.delivered else 'FAIL'} {target}: {outcome.detail}")
     if failed:
         raise SystemExit(1)
 

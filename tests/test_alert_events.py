@@ -13,7 +13,8 @@ from sqlalchemy import func, insert, select
 from app.alerts import alert_events, open_alerts
 from app.models import alert_deliveries, daemon_events
 from app.models import alert_events as alert_events_table
-from tests.support.alerting import SECRET, settled_tick
+from tests.support.alerting import SECRET
+from tests.support.watching import settled_tick
 from tests.support.api import HEADERS, registration
 from tests.support.webhook_receiver import verify_signature
 

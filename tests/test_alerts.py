@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 from app.alerts import outbox, watcher
 from app.cli import watcher_of
 from app.models import alert_deliveries, daemon_events
-from tests.support.alerting import SECRET, settled_tick
+from tests.support.alerting import SECRET
 from tests.support.api import HEADERS, heartbeat_body, registration
+from tests.support.watching import settled_tick, watch_for
 from tests.support.webhook_receiver import start_receiver, verify_signature
 
 
@@ -41,17 +42,7 @@ def tick(alerting, senders):
 @pytest.fixture
 def watch(clock, alerting, senders):
     """Let time pass with a watcher running, ticking every 10 s; returns what it saw."""
-
-    def run(seconds: float, app=None) -> list[str]:
-        stale: list[str] = []
-        while seconds > 0:
-            step = min(10.0, seconds)
-            clock.advance(step)
-            seconds -= step
-            stale += settled_tick(app or alerting, senders).stale
-        return stale
-
-    return run
+    return lambda seconds, app=None: watch_for(seconds, app or alerting, clock, senders)
 
 
 def _types(receiver):

@@ -21,7 +21,8 @@ from app.cli import watcher_of
 from app.http.context import database
 from app.models import alert_deliveries, alert_events, open_alerts
 from config import Settings
-from tests.support.alerting import SECRET, settled_tick
+from tests.support.alerting import SECRET
+from tests.support.watching import settled_tick
 from tests.support.api import API_KEY, HEADERS, heartbeat_body, registration
 from tests.support.webhook_receiver import verify_signature
 

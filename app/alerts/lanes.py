@@ -1,8 +1,8 @@
-"""One lane of sender threads per webhook URL, so a slow receiver delays only itself.
+"""One lane of sender threads per receiver (webhook URL or channel), so a slow one delays only itself.
 
 A shared pool waited on as a whole lets one receiver that answers at the last
 second of its timeout hold up every other receiver's alerts, tick after tick.
-Here each URL has its own few threads and its own bound on deliveries in
+Here each receiver has its own few threads and its own bound on deliveries in
 flight; the watcher hands over work and moves on, and each delivery is settled
 the moment its answer arrives.
 """

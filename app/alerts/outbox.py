@@ -2,9 +2,11 @@
 
 1. ``enqueue`` turns events not yet handled -- status transitions from the
    history (``daemon_events``) and other alerts (``alert_events``) -- into one
-   delivery row per webhook URL, in the transaction that marks the events
-   handled. A unique (source table, event, url) keeps it at one row however
-   many watchers race.
+   delivery row per receiver (each webhook URL and each channel that wants the
+   alert type), in the transaction that marks the events handled. A unique
+   (source table, event, url) keeps it at one row however many watchers race.
+   A channel's row names it by its ``target`` (fingerprint and redacted URL),
+   never by its secret URL.
 2. ``claim`` leases due deliveries (pushing their next attempt past the lease)
    so no other watcher sends them meanwhile; a watcher killed mid-delivery
    simply lets the lease run out and the delivery is sent again (at least once;
@@ -23,8 +25,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Table, and_, select, update
 
-from app.alerts import rules
+from app.alerts import messages, rules
 from app.alerts.alert_events import webhook_body
+from app.alerts.channels import Channel
 from app.alerts.webhooks import Outcome
 from app.models import alert_deliveries, alert_events, daemon_events
 from app.store.backend import backend
@@ -38,37 +41,55 @@ BATCH = 100
 
 
 @dataclass(frozen=True)
-class Policy:
-    urls: tuple[str, ...]
-    alert_types: frozenset[str]
-    max_attempts: int
-
-
-@dataclass(frozen=True)
 class _Source:
     """A table of events the outbox turns into deliveries, and how it reads one."""
 
     table: Table
-    # The alert an event raises under the policy's types (None: none), and its webhook body.
-    alert_type: Callable[[Connection, Row[Any]], str | None]
+    # The alert an event raises (None: none) and the event it was judged against.
+    judge: Callable[[Connection, Row[Any]], tuple[str | None, Row[Any] | None]]
+    # The webhook body, and the message for people (with the templates that override the defaults).
     body: Callable[[Row[Any], str], dict[str, Any]]
+    message: Callable[[Row[Any], str, Row[Any] | None, tuple[messages.MessageTemplate, ...]], dict[str, Any]]
 
 
-def _status_transition_alert(conn: Connection, event: Row[Any]) -> str | None:
+@dataclass(frozen=True)
+class Policy:
+    urls: tuple[str, ...]
+    alert_types: frozenset[str]
+    max_attempts: int
+    channels: tuple[Channel, ...] = ()
+    templates: tuple[messages.MessageTemplate, ...] = ()
+
+    def receivers(
+        self, source: _Source, event: Row[Any], kind: str, previous: Row[Any] | None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Where an alert goes, and what each receiver gets: the webhook body, or a message for people."""
+        to_webhooks = [(url, source.body(event, kind)) for url in self.urls]
+        wanting = [c for c in self.channels if c.wants(kind)]
+        message = source.message(event, kind, previous, self.templates) if wanting else {}
+        return to_webhooks + [(channel.target, message) for channel in wanting]
+
+
+def _judge_status_transition(conn: Connection, event: Row[Any]) -> tuple[str | None, Row[Any] | None]:
     # A status event means something only against the daemon's event before it.
     previous = conn.execute(
-        select(daemon_events.c.kind, daemon_events.c.status)
+        select(daemon_events.c.kind, daemon_events.c.status, daemon_events.c.occurred_at)
         .where(daemon_events.c.daemon_id == event.daemon_id, daemon_events.c.id < event.id)
         .order_by(daemon_events.c.id.desc())
         .limit(1)
     ).first()
-    return rules.alert_type(event, previous)
+    return rules.alert_type(event, previous), previous
 
 
 SOURCES = (
-    _Source(daemon_events, _status_transition_alert, rules.payload),
+    _Source(daemon_events, _judge_status_transition, rules.payload, messages.render),
     # Recorded as the alert it is (app/alerts/alert_events.py).
-    _Source(alert_events, lambda _conn, event: event.alert_type, lambda event, _kind: webhook_body(event)),
+    _Source(
+        alert_events,
+        lambda _conn, event: (event.alert_type, None),
+        lambda event, _kind: webhook_body(event),
+        lambda event, kind, _previous, templates: messages.render_alert_event(event, kind, templates),
+    ),
 )
 
 
@@ -90,8 +111,9 @@ def _enqueue_from(conn: Connection, source: _Source, policy: Policy, now: dateti
             .with_for_update(skip_locked=True)
         ).all()
         for event in events:
-            kind = _alert_worth_sending(conn, source, event, policy, now)
-            for url in policy.urls if kind else ():
+            # An alert that is not to be sent at all stops here, before it fans out to receivers.
+            kind, previous = _alert_worth_sending(conn, source, event, policy, now)
+            for url, payload in policy.receivers(source, event, kind, previous) if kind else ():
                 created += backend(conn).insert_ignoring_conflicts(
                     conn,
                     alert_deliveries,
@@ -100,7 +122,7 @@ def _enqueue_from(conn: Connection, source: _Source, policy: Policy, now: dateti
                         "event_id": event.id,
                         "alert_type": kind,
                         "url": url,
-                        "payload": source.body(event, kind),
+                        "payload": payload,
                         "state": "pending",
                         "attempts": 0,
                         "next_attempt_at": now,
@@ -116,11 +138,12 @@ def _enqueue_from(conn: Connection, source: _Source, policy: Policy, now: dateti
 
 def _alert_worth_sending(
     conn: Connection, source: _Source, event: Row[Any], policy: Policy, now: datetime
-) -> str | None:
-    if not policy.urls or now - event.recorded_at > MAX_EVENT_AGE:
-        return None
-    kind = source.alert_type(conn, event)
-    return kind if kind in policy.alert_types else None
+) -> tuple[str | None, Row[Any] | None]:
+    """The alert ``event`` raises, if any is to be sent, and the event it is judged against."""
+    if not (policy.urls or policy.channels) or now - event.recorded_at > MAX_EVENT_AGE:
+        return None, None
+    kind, previous = source.judge(conn, event)
+    return (kind if kind in policy.alert_types else None), previous
 
 
 def due_urls(conn: Connection, *, now: datetime) -> list[str]:

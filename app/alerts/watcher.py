@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, Row
 from sqlalchemy.exc import DBAPIError
 
-from app.alerts import error_rate, outbox, webhooks
+from app.alerts import error_rate, outbox, senders
 from app.alerts.lanes import Lanes
 from app.clock import Clock
 from app.registry import expiry, outage_grace, service
@@ -53,6 +53,8 @@ def policy(settings: Settings) -> outbox.Policy:
         urls=settings.alert_webhook_urls,
         alert_types=frozenset(settings.alert_events),
         max_attempts=settings.alert_max_attempts,
+        channels=settings.alert_channels,
+        templates=settings.alert_templates,
     )
 
 
@@ -83,21 +85,15 @@ def tick(watcher: Watcher, lanes: Lanes) -> TickReport:
             if room := lanes.room(url):
                 due += outbox.claim(conn, now=now, limit=room, url=url)
     # No database connection is held while waiting on receivers.
-    secret, timeout = settings.alert_webhook_secret, settings.alert_timeout_seconds
     for delivery in due:
-        lanes.send(
-            delivery.url,
-            lambda d=delivery: _deliver(d, watcher, rules, secret=secret, timeout=timeout),
-        )
+        lanes.send(delivery.url, lambda d=delivery: _deliver(d, watcher, rules))
     report.sent = len(due)
     return report
 
 
-def _deliver(
-    delivery: Row[Any], watcher: Watcher, rules: outbox.Policy, *, secret: str, timeout: float
-) -> None:
+def _deliver(delivery: Row[Any], watcher: Watcher, rules: outbox.Policy) -> None:
     """Send one claimed delivery and record its outcome at once."""
-    outcome = webhooks.post(delivery.url, delivery.payload, secret=secret, timeout=timeout)
+    outcome = senders.send(delivery.url, delivery.payload, watcher.settings)
     level = logging.INFO if outcome.delivered else logging.WARNING
     log.log(level, "alert %s %s to %s: %s", delivery.payload["id"], delivery.alert_type, delivery.url, outcome.detail)
     try:

@@ -106,7 +106,9 @@ class FleetCollector(Collector):
 
     def _deliveries(self) -> Metric:
         family = GaugeMetricFamily(
-            "daemon_health_alert_deliveries", "Webhook deliveries in the outbox, by state.", labels=["state"]
+            "daemon_health_alert_deliveries",
+            "Alert deliveries (webhooks and channels) in the outbox, by state.",
+            labels=["state"],
         )
         found = dict(
             self.conn.execute(

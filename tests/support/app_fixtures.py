@@ -21,6 +21,7 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.engine import make_url
 
 from app import create_app
+from app.alerts.lanes import Lanes
 from app.http.context import database
 from app.models import Base
 from app.store.engine import Database, build_engine
@@ -28,6 +29,7 @@ from config import Settings
 from tests.support.api import API_KEY, HEADERS, ROTATED_KEY, heartbeat_body, registration
 from tests.support.clocks import FrozenClock
 from tests.support.postgres import migrate
+from tests.support.smtp_receiver import start_smtp_receiver
 from tests.support.webhook_receiver import start_receiver
 
 
@@ -162,3 +164,18 @@ def receiver():
     receiver = start_receiver()
     yield receiver
     receiver.stop()
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server on 127.0.0.1 that wants a login (tests/support/smtp_receiver.py)."""
+    receiver = start_smtp_receiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def senders() -> Iterator[Lanes]:
+    """The watcher's delivery lanes, closed after the test."""
+    with Lanes() as lanes:
+        yield lanes
