@@ -59,16 +59,20 @@ ACCESS: Mapping[str, Rule] = {
     "task_metrics.fleet_metrics": _rule(ADMIN, READ),
     "task_metrics.daemon_metrics": _rule(ADMIN, READ),
     "metrics.metrics": _rule(ADMIN, READ, METRICS, bearer=True),
+    "leases.list_leases": _rule(ADMIN, READ),
+    "leases.acquire": _rule(ADMIN, DAEMON),
+    "leases.release": _rule(ADMIN, DAEMON),
 }
 
 # What a refused key may do, for its 403.
 ALLOWED = {
     DAEMON: "a daemon key may only register (POST /api/daemon/register), heartbeat "
     "(POST /api/daemon/heartbeat), read (GET /api/daemon/{daemonId}) and deregister "
-    "(DELETE /api/daemon/{daemonId}) the daemons registered with it",
+    "(DELETE /api/daemon/{daemonId}) the daemons registered with it, and acquire and release "
+    "leases for them (POST and DELETE /api/leases/{name})",
     READ: "a read key may only read GET /api/daemons, /api/events, /api/daemon/{daemonId}, "
     "/api/daemon/uptime, /api/daemon/{daemonId}/uptime, /api/daemon/metrics, "
-    "/api/daemon/{daemonId}/metrics and /metrics; "
+    "/api/daemon/{daemonId}/metrics, /api/leases and /metrics; "
     "not /api/daemon/health, which removes stale daemons",
     METRICS: "a metrics key may only read GET /metrics",
 }
