@@ -9,7 +9,7 @@ from app import cli
 from app.clock import Clock
 from app.http import auth, context, errors, limiter, request_metrics
 from app.http.body_limit import BodyLimit
-from app.http.converters import DaemonIdConverter
+from app.http.converters import AnyTextConverter, DaemonIdConverter
 from app.http.dashboard.routes import bp as dashboard_bp
 from app.http.fleet import bp as fleet_bp
 from app.http.leases import bp as leases_bp
@@ -28,6 +28,7 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     settings = config if config is not None else settings_from_env()
     app = Flask(__name__)
     app.url_map.converters["daemon_id"] = DaemonIdConverter
+    app.url_map.converters["any_text"] = AnyTextConverter
     # A 308 to a "cleaned" path would be an HTML answer for a path nobody needs: 404 it.
     app.url_map.merge_slashes = False
     app.config.update(settings.flask_config())

@@ -57,8 +57,7 @@ def list_leases() -> Response:
     return jsonify({"leases": [_lease_body(lease) for lease in service.all_leases(connection(), now=now())]})
 
 
-# <path:…> so that a name with a '/' is a 400 naming the rule, not a missing endpoint.
-@bp.post("/<path:name>")
+@bp.post("/<any_text:name>")
 def acquire(name: str) -> Response:
     _identifier(name, "name", "lease")
     if request.mimetype != "application/json":
@@ -72,7 +71,7 @@ def acquire(name: str) -> Response:
     return jsonify(_lease_body(got))
 
 
-@bp.delete("/<path:name>")
+@bp.delete("/<any_text:name>")
 def release(name: str) -> Response:
     _identifier(name, "name", "lease")
     daemon_id = _identifier(request.args.get("daemonId"), "daemonId", "query parameter")

@@ -25,10 +25,10 @@ SESSION_ENDS = {"stale": "stale", "deregistered": "deregistered", "registered": 
 
 _END_HOLDER_HOLDS = (
     update(lease_holds)
-    .where(lease_holds.c.holder == bindparam("holder"), lease_holds.c.ended_at.is_(None))
+    .where(lease_holds.c.holder == bindparam("session_holder"), lease_holds.c.ended_at.is_(None))
     # Never before it began: a racing writer may carry an earlier clock reading.
-    .values(ended_at=greatest(bindparam("at", type_=lease_holds.c.ended_at.type), lease_holds.c.acquired_at),
-            end_reason=bindparam("reason"))
+    .values(ended_at=greatest(bindparam("session_end", type_=lease_holds.c.ended_at.type), lease_holds.c.acquired_at),
+            end_reason=bindparam("end"))
 )
 
 
@@ -57,7 +57,7 @@ def end_sessions(conn: Connection, kind: str, rows: Sequence[Row[Any]], at: Sequ
         return
     conn.execute(
         _END_HOLDER_HOLDS,
-        [{"holder": row.daemon_id, "at": moment, "reason": reason} for row, moment in zip(rows, at, strict=True)],
+        [{"session_holder": row.daemon_id, "session_end": moment, "end": reason} for row, moment in zip(rows, at, strict=True)],
     )
 
 
