@@ -16,6 +16,7 @@ from flask.cli import AppGroup
 
 from app.alerts import outbox, watcher, webhooks
 from app.http.context import clock, database, now, settings
+from app.leases import holds
 from app.registry.wire import isoformat_z
 from app.task_metrics import buckets
 from app.uptime import retention
@@ -37,8 +38,10 @@ def prune_history(days: int | None) -> None:
     with database().engine.connect() as conn:
         removed = retention.prune(conn, before=cutoff)
         removed_buckets = buckets.prune(conn, now=now(), before=cutoff)
+        removed_holds = holds.prune(conn, before=cutoff)
     click.echo(f"Removed {removed} history events older than {days} days.")
     click.echo(f"Removed {removed_buckets} task buckets (minutes older than 2 days, hours older than {days} days).")
+    click.echo(f"Removed {removed_holds} lease holds that ended more than {days} days ago.")
 
 
 @contextmanager

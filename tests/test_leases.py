@@ -286,3 +286,18 @@ def test_daemon_keys_act_only_for_their_own_daemons(app, make_app):
     assert client.get("/api/leases", headers={"X-API-Key": reader}).get_json()["leases"][0]["holder"] == A
     assert client.post("/api/leases/cron", json={"daemonId": A}, headers={"X-API-Key": reader}).status_code == 403
     assert client.delete(f"/api/leases/cron?daemonId={A}", headers={"X-API-Key": own}).status_code == 204
+
+
+def test_prune_history_forgets_holds_that_ended_before_the_cut(two_daemons, acquire, release, make_daemon, app,
+                                                                clock, engine, read_health):
+    acquire(A)
+    release(A)                          # ended long ago
+    acquire(B)
+    clock.advance(10 * 86400)
+    read_health()                       # B's lapse is recorded: its hold ends where its TTL ran out
+    make_daemon(daemonId=A)
+    acquire(A, name="recent")           # still open: kept however the cut falls
+    result = app.test_cli_runner().invoke(args=["daemons", "prune-history", "--days", "5"])
+    assert result.exit_code == 0, result.output
+    assert "Removed 2 lease holds that ended more than 5 days ago." in result.output  # A's, and B's (stale)
+    assert [(h[0], h[1], h[4]) for h in _holds(engine)] == [(A, 1, None)]

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, update
+from sqlalchemy import Connection, Row, bindparam, delete, insert, update
 
 from app.models import lease_holds
 from app.store.sql import greatest
@@ -68,3 +68,12 @@ def stale_ends_sql(reaped: str) -> str:
         " end_reason = 'stale'"
         f" FROM {reaped} r WHERE h.holder = r.daemon_id AND h.ended_at IS NULL"
     )
+
+
+def prune(conn: Connection, *, before: datetime) -> int:
+    """Delete holds that ended before ``before`` (the history's retention); how many went.
+
+    Open holds stay however old: they say who holds the lease now.
+    """
+    with conn.begin():
+        return conn.execute(delete(lease_holds).where(lease_holds.c.ended_at < before)).rowcount
