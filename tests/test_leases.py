@@ -3,14 +3,23 @@ as long as its holder's session, and its fencing token grows with every hand-ove
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 
+from app import create_app
+from app.http.context import database
 from app.models import lease_holds
 from app.registry import service
-from tests.support.api import HEADERS, registration
+from config import Settings
+from tests.support.api import API_KEY, HEADERS, heartbeat_body, registration
+from tests.support.app_fixtures import wipe_tables
+from tests.support.clocks import FrozenClock
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 TTL = 60  # DAEMON_TTL_SECONDS' default, which the app fixture uses
 A, B = "daemon_a", "daemon_b"
@@ -301,3 +310,43 @@ def test_prune_history_forgets_holds_that_ended_before_the_cut(two_daemons, acqu
     assert result.exit_code == 0, result.output
     assert "Removed 2 lease holds that ended more than 5 days ago." in result.output  # A's, and B's (stale)
     assert [(h[0], h[1], h[4]) for h in _holds(engine)] == [(A, 1, None)]
+
+
+def _readme_lease_query() -> str:
+    section = README.read_text().split("### Who held a lease when", 1)[1].split("\n### ", 1)[0]
+    (query,) = re.findall(r"```sql\n(.*?)```", section, re.S)
+    return query
+
+
+def test_the_readmes_who_held_it_query_on_postgres(postgres_database):
+    # Tuesday 24 November 2026: A holds the lease from Monday into Tuesday morning and goes
+    # silent; B takes over on Tuesday and releases it on Wednesday; A's later hold is not asked.
+    clock = FrozenClock(datetime(2026, 11, 23, 22, tzinfo=UTC))
+    app = create_app(Settings(database_url=postgres_database, admin_api_keys=(API_KEY,)), clock=clock)
+    wipe_tables(database(app).engine)
+    client = app.test_client()
+
+    def post(path, body):
+        response = client.post(path, json=body, headers=HEADERS)
+        assert response.status_code in (200, 201, 204), response.get_json()
+
+    post("/api/daemon/register", registration(daemonId=A))
+    post("/api/leases/nightly-report", {"daemonId": A})
+    for _ in range(3 * 60 * 3):  # A heartbeats every 20 s until 01:00 on Tuesday
+        clock.advance(20)
+        post("/api/daemon/heartbeat", heartbeat_body(daemonId=A))
+    clock.advance(3600)
+    post("/api/daemon/register", registration(daemonId=B))
+    post("/api/leases/nightly-report", {"daemonId": B})
+    clock.advance(TTL - 1)
+    post("/api/daemon/register", registration(daemonId=A))  # A returns; B's session will lapse
+    clock.advance(2)
+    post("/api/leases/nightly-report", {"daemonId": A})
+    try:
+        with database(app).engine.connect() as conn:
+            rows = conn.execute(text(_readme_lease_query())).all()
+    finally:
+        database(app).dispose()
+    tuesday_one_am = datetime(2026, 11, 24, 1, tzinfo=UTC)
+    assert [(r.holder, r.token, r.end_reason) for r in rows] == [(A, 1, "stale"), (B, 2, "stale"), (A, 3, None)]
+    assert rows[0].held_until == tuesday_one_am + timedelta(seconds=TTL)  # A's last beat + TTL
