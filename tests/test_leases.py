@@ -350,3 +350,12 @@ def test_the_readmes_who_held_it_query_on_postgres(postgres_database):
     tuesday_one_am = datetime(2026, 11, 24, 1, tzinfo=UTC)
     assert [(r.holder, r.token, r.end_reason) for r in rows] == [(A, 1, "stale"), (B, 2, "stale"), (A, 3, None)]
     assert rows[0].held_until == tuesday_one_am + timedelta(seconds=TTL)  # A's last beat + TTL
+
+
+def test_sessions_from_before_session_ids_do_not_share_a_lease(two_daemons, acquire, engine):
+    # Migration 0014 gives the sessions already running the same session id ''.
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE daemons SET session_id = ''"))
+    assert _token(acquire(A)) == 1
+    assert acquire(B).status_code == 409
+    assert acquire(A).get_json()["token"] == 1

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, insert, update
+from sqlalchemy import Connection, Row, bindparam, delete, insert, literal, update
 
 from app.models import lease_holds
 from app.store.sql import greatest
@@ -42,7 +42,8 @@ def end_hold(conn: Connection, name: str, *, at: datetime, reason: str) -> None:
     conn.execute(
         update(lease_holds)
         .where(lease_holds.c.name == name, lease_holds.c.ended_at.is_(None))
-        .values(ended_at=greatest(at, lease_holds.c.acquired_at), end_reason=reason)
+        .values(ended_at=greatest(literal(at, lease_holds.c.ended_at.type), lease_holds.c.acquired_at),
+                end_reason=reason)
     )
 
 

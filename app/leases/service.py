@@ -73,7 +73,7 @@ def _session(conn: Connection, daemon_id: str, now: datetime, *, lock: bool = Fa
     return conn.execute(statement).first()
 
 
-def _holds(lease: Row[Any], session: Row[Any] | None) -> bool:
+def _still_held(lease: Row[Any], session: Row[Any] | None) -> bool:
     """Whether ``session`` (the row of ``lease.holder``) still holds ``lease``."""
     return session is not None and bool(session.live) and session.session_id == lease.holder_session
 
@@ -101,10 +101,10 @@ def acquire(
         if me is None:
             transaction.rollback()  # leave no row for a lease nobody took
             return None
-        if lease.holder is not None and lease.holder_session == me.session_id:
+        if lease.holder == daemon_id and lease.holder_session == me.session_id:
             return Lease(name, lease.token, daemon_id, lease.acquired_at, me.expires_at)
         previous = _session(conn, lease.holder, now) if lease.holder is not None else None
-        if _holds(lease, previous):
+        if _still_held(lease, previous):
             return Held(lease.holder, previous.expires_at)
         if previous is not None and previous.session_id == lease.holder_session:
             # Lapsed, and no watcher has recorded it yet: its hold ends where its TTL ran out.
@@ -144,7 +144,7 @@ def release(
             holds.end_hold(conn, name, at=now, reason="released")
             return True
         holder = _session(conn, lease.holder, now)
-        if _holds(lease, holder):
+        if _still_held(lease, holder):
             return Held(lease.holder, holder.expires_at)
         raise NotHeld(name)
 
