@@ -11,6 +11,9 @@ import pytest
 from sqlalchemy import select, text
 
 from app import create_app
+from app.alerts import watcher
+from app.alerts.lanes import Lanes
+from app.cli import watcher_of
 from app.http.context import database
 from app.models import lease_holds
 from app.registry import service
@@ -359,3 +362,21 @@ def test_sessions_from_before_session_ids_do_not_share_a_lease(two_daemons, acqu
     assert _token(acquire(A)) == 1
     assert acquire(B).status_code == 409
     assert acquire(A).get_json()["token"] == 1
+
+
+def test_after_an_outage_of_the_service_the_holder_keeps_its_lease(app, two_daemons, acquire, beat, clock):
+    with Lanes() as senders:
+        def tick():
+            return watcher.tick(watcher_of(app), senders)
+
+        acquire(A)
+        tick()  # a watcher runs, so the service notes when it was last seen working
+        clock.advance(30)
+        beat(A), beat(B)
+        tick()
+        clock.advance(300)  # the service is down: no tick, no request gets through
+        # The first request after it is a lease request: the daemons get their grace first,
+        # so the holder keeps the lease (and the asker is not stale either).
+        held = acquire(B)
+    assert held.status_code == 409
+    assert held.get_json()["holder"] == A
