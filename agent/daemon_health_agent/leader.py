@@ -34,7 +34,7 @@ LostCallback = Callable[[int, str], None]
 
 
 class Leader:
-    """Call ``callback(token)`` every ``interval`` seconds while ``heartbeater``'s daemon holds ``lease``.
+    """Call ``callback(token)`` every ``interval`` s while ``heartbeater``'s daemon holds ``lease``.
 
     A standby asks for the lease every ``retry_interval`` seconds (default:
     ``interval``), so it takes over at most that long after the holder's
@@ -152,7 +152,9 @@ class Leader:
         token, self._token, self._term_session = self._token, None, None
         if token is None:
             return
-        log.warning("%s lost lease %s (token %d): %s", self._heartbeater.daemon_id, self.lease, token, reason)
+        log.warning(
+            "%s lost lease %s (token %d): %s", self._heartbeater.daemon_id, self.lease, token, reason
+        )
         if self._on_lost is not None:
             try:
                 self._on_lost(token, reason)

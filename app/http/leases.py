@@ -13,7 +13,13 @@ from app.http.context import connection, now
 from app.http.errors import error_response
 from app.http.registry import not_owner_response, note_service_alive
 from app.leases import service
-from app.registry.schemas import DAEMON_ID_PATTERN, DAEMON_ID_RULE, InvalidInput, LeaseRequestIn, parse_body
+from app.registry.schemas import (
+    DAEMON_ID_PATTERN,
+    DAEMON_ID_RULE,
+    InvalidInput,
+    LeaseRequestIn,
+    parse_body,
+)
 from app.registry.service import NotOwner
 from app.registry.wire import isoformat_z
 
@@ -49,12 +55,14 @@ def _lease_body(lease: service.Lease) -> dict[str, Any]:
 
 
 def _held(held: service.Held) -> Response:
-    return error_response(409, "Lease held", holder=held.holder, expiresAt=isoformat_z(held.expires_at))
+    expires_at = isoformat_z(held.expires_at)
+    return error_response(409, "Lease held", holder=held.holder, expiresAt=expires_at)
 
 
 @bp.get("")
 def list_leases() -> Response:
-    return jsonify({"leases": [_lease_body(lease) for lease in service.all_leases(connection(), now=now())]})
+    found = service.all_leases(connection(), now=now())
+    return jsonify({"leases": [_lease_body(lease) for lease in found]})
 
 
 @bp.post("/<any_text:name>")
@@ -63,7 +71,8 @@ def acquire(name: str) -> Response:
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("Content-Type must be application/json")
     body = parse_body(LeaseRequestIn, request.get_data(cache=False))
-    got = service.acquire(connection(), name, body.daemon_id, now=now(), owner=current_caller().owner)
+    owner = current_caller().owner
+    got = service.acquire(connection(), name, body.daemon_id, now=now(), owner=owner)
     if got is None:
         return error_response(404, "Daemon not registered")
     if isinstance(got, service.Held):
@@ -76,7 +85,8 @@ def release(name: str) -> Response:
     _identifier(name, "name", "lease")
     daemon_id = _identifier(request.args.get("daemonId"), "daemonId", "query parameter")
     try:
-        released = service.release(connection(), name, daemon_id, now=now(), owner=current_caller().owner)
+        owner = current_caller().owner
+        released = service.release(connection(), name, daemon_id, now=now(), owner=owner)
     except service.NotHeld:
         return error_response(404, "Lease not held")
     if isinstance(released, service.Held):

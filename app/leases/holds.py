@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, insert, literal, update
+from sqlalchemy import ColumnElement, Connection, Row, bindparam, delete, insert, literal, update
 
 from app.models import lease_holds
 from app.store.sql import greatest
@@ -23,12 +23,18 @@ from app.store.sql import greatest
 # The daemon history event that ends a session → why its holds ended.
 SESSION_ENDS = {"stale": "stale", "deregistered": "deregistered", "registered": "reregistered"}
 
+def _ended_at(at: ColumnElement[datetime]) -> ColumnElement[datetime]:
+    # Never before the hold began: a racing writer may carry an earlier clock reading.
+    return greatest(at, lease_holds.c.acquired_at)
+
+
 _END_HOLDER_HOLDS = (
     update(lease_holds)
     .where(lease_holds.c.holder == bindparam("session_holder"), lease_holds.c.ended_at.is_(None))
-    # Never before it began: a racing writer may carry an earlier clock reading.
-    .values(ended_at=greatest(bindparam("session_end", type_=lease_holds.c.ended_at.type), lease_holds.c.acquired_at),
-            end_reason=bindparam("end"))
+    .values(
+        ended_at=_ended_at(bindparam("session_end", type_=lease_holds.c.ended_at.type)),
+        end_reason=bindparam("end"),
+    )
 )
 
 
@@ -42,12 +48,13 @@ def end_hold(conn: Connection, name: str, *, at: datetime, reason: str) -> None:
     conn.execute(
         update(lease_holds)
         .where(lease_holds.c.name == name, lease_holds.c.ended_at.is_(None))
-        .values(ended_at=greatest(literal(at, lease_holds.c.ended_at.type), lease_holds.c.acquired_at),
-                end_reason=reason)
+        .values(ended_at=_ended_at(literal(at, lease_holds.c.ended_at.type)), end_reason=reason)
     )
 
 
-def end_sessions(conn: Connection, kind: str, rows: Sequence[Row[Any]], at: Sequence[datetime]) -> None:
+def end_sessions(
+    conn: Connection, kind: str, rows: Sequence[Row[Any]], at: Sequence[datetime]
+) -> None:
     """The daemons in ``rows`` each had a ``kind`` event at ``at``: close the holds it ended.
 
     A status change ends nothing. A registration ends every open hold of its
@@ -58,12 +65,15 @@ def end_sessions(conn: Connection, kind: str, rows: Sequence[Row[Any]], at: Sequ
         return
     conn.execute(
         _END_HOLDER_HOLDS,
-        [{"session_holder": row.daemon_id, "session_end": moment, "end": reason} for row, moment in zip(rows, at, strict=True)],
+        [
+            {"session_holder": row.daemon_id, "session_end": moment, "end": reason}
+            for row, moment in zip(rows, at, strict=True)
+        ],
     )
 
 
 def stale_ends_sql(reaped: str) -> str:
-    """``end_sessions`` for 'stale' in Postgres: a data-modifying CTE body over the CTE ``reaped``."""
+    """``end_sessions`` for 'stale' in Postgres: a data-modifying CTE body over CTE ``reaped``."""
     return (
         "UPDATE lease_holds h SET ended_at = GREATEST(r.expires_at, h.acquired_at),"
         " end_reason = 'stale'"

@@ -60,14 +60,18 @@ _SESSION_COLUMNS = (
 )
 
 
-def _session(conn: Connection, daemon_id: str, now: datetime, *, lock: bool = False) -> Row[Any] | None:
+def _session(
+    conn: Connection, daemon_id: str, now: datetime, *, lock: bool = False
+) -> Row[Any] | None:
     """The daemon's row with ``live`` at ``now``; ``lock``: share-lock it until commit.
 
     The share lock makes the session's end (a registration, a deregistration,
     the watcher's stale record) wait for this transaction, so it finds and
     closes the hold written here.
     """
-    statement = select(*_SESSION_COLUMNS, expiry.live(now).label("live")).where(daemons.c.daemon_id == daemon_id)
+    statement = select(*_SESSION_COLUMNS, expiry.live(now).label("live")).where(
+        daemons.c.daemon_id == daemon_id
+    )
     if lock:
         statement = statement.with_for_update(read=True)
     return conn.execute(statement).first()
@@ -78,7 +82,9 @@ def _still_held(lease: Row[Any], session: Row[Any] | None) -> bool:
     return session is not None and bool(session.live) and session.session_id == lease.holder_session
 
 
-def _own_session(conn: Connection, daemon_id: str, now: datetime, owner: str | None) -> Row[Any] | None:
+def _own_session(
+    conn: Connection, daemon_id: str, now: datetime, owner: str | None
+) -> Row[Any] | None:
     """The acting daemon's live session (share-locked), None when unknown or expired."""
     me = _session(conn, daemon_id, now, lock=True)
     if not_owners(me, owner):

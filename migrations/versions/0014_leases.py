@@ -1,4 +1,4 @@
-"""leader leases with fencing tokens: daemon sessions get an id, leases, their history and lease_holders
+"""leader leases with fencing tokens: session ids, leases, their history, lease_holders
 
 Revision ID: 0014
 Revises: 0009
@@ -40,7 +40,9 @@ LEFT JOIN daemons d ON h.ended_at IS NULL AND d.daemon_id = h.holder
 def upgrade() -> None:
     # '' for the sessions already running: unique enough, since every later
     # registration draws a random id, and no lease can name an earlier session.
-    op.add_column("daemons", sa.Column("session_id", sa.String(32), nullable=False, server_default=""))
+    op.add_column(
+        "daemons", sa.Column("session_id", sa.String(32), nullable=False, server_default="")
+    )
     op.create_table(
         "leases",
         sa.Column("name", sa.String(128), nullable=False),
@@ -52,7 +54,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "lease_holds",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
         sa.Column("name", sa.String(128), nullable=False),
         sa.Column("holder", sa.String(128), nullable=False),
         sa.Column("token", sa.BigInteger(), nullable=False),
