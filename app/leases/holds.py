@@ -23,6 +23,7 @@ from app.store.sql import greatest
 # The daemon history event that ends a session → why its holds ended.
 SESSION_ENDS = {"stale": "stale", "deregistered": "deregistered", "registered": "reregistered"}
 
+
 def _ended_at(at: ColumnElement[datetime]) -> ColumnElement[datetime]:
     # Never before the hold began: a racing writer may carry an earlier clock reading.
     return greatest(at, lease_holds.c.acquired_at)
