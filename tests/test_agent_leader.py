@@ -135,7 +135,7 @@ def test_heartbeats_failing_end_the_term_within_the_ttl(app: Flask, candidates) 
     # The service is gone: no beat or confirmation reaches it. The term must end
     # before the TTL of the last accepted beat runs out.
     wait_for(lambda: a.lost, timeout=3, what="a to give up the lease")
-    assert time.monotonic() - stopped <= 1.0 + 0.2
+    assert time.monotonic() - stopped <= 1.0 + 0.5  # the TTL, and a busy host's slack
     assert a.lost == [(1, "this daemon's heartbeats stopped reaching the service")]
     ticks_then = len(a.ticks)
     time.sleep(0.2)
