@@ -2,8 +2,8 @@
 
 - admin keys (ADMIN_API_KEY): every keyed endpoint, on every daemon.
 - daemon keys (DAEMON_API_KEYS): register, heartbeat, read and deregister, and
-  only the daemons registered with that same key.
-- read keys (READ_API_KEYS): the read-only views, uptime and /metrics; never
+  acquire and release leases, only for the daemons registered with that same key.
+- read keys (READ_API_KEYS): the read-only views, uptime, the lease list and /metrics; never
   /api/daemon/health (it reaps), never a write.
 - metrics keys (METRICS_API_KEY): /metrics only.
 
