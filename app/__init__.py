@@ -9,9 +9,10 @@ from app import cli
 from app.clock import Clock
 from app.http import auth, context, errors, limiter, request_metrics
 from app.http.body_limit import BodyLimit
-from app.http.converters import DaemonIdConverter
+from app.http.converters import AnyTextConverter, DaemonIdConverter
 from app.http.dashboard.routes import bp as dashboard_bp
 from app.http.fleet import bp as fleet_bp
+from app.http.leases import bp as leases_bp
 from app.http.metrics import bp as metrics_bp
 from app.http.openapi.document import bp as openapi_bp
 from app.http.registry import PROBE_KEY
@@ -27,6 +28,7 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     settings = config if config is not None else settings_from_env()
     app = Flask(__name__)
     app.url_map.converters["daemon_id"] = DaemonIdConverter
+    app.url_map.converters["any_text"] = AnyTextConverter
     # A 308 to a "cleaned" path would be an HTML answer for a path nobody needs: 404 it.
     app.url_map.merge_slashes = False
     app.config.update(settings.flask_config())
@@ -45,7 +47,8 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     rate_limit = limiter.init_app(app)
     request_metrics.init_app(app)
     # Every blueprint whose endpoints take a key, in one place: key check and rate limit.
-    auth.register_keyed(app, rate_limit, metrics_bp, fleet_bp, uptime_bp, task_metrics_bp, daemons_bp)
+    auth.register_keyed(app, rate_limit, metrics_bp, fleet_bp, uptime_bp, task_metrics_bp, daemons_bp,
+                       leases_bp)
     app.register_blueprint(openapi_bp)
     app.register_blueprint(dashboard_bp)
     return app

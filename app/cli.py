@@ -16,6 +16,7 @@ from flask.cli import AppGroup
 
 from app.alerts import alert_events, error_rate, messages, outbox, senders, watcher
 from app.http.context import clock, database, now, settings
+from app.leases import holds
 from app.registry.wire import isoformat_z
 from app.task_metrics import buckets
 from app.uptime import retention
@@ -38,9 +39,11 @@ def prune_history(days: int | None) -> None:
         removed = retention.prune(conn, before=cutoff)
         removed_alerts = alert_events.prune(conn, before=cutoff)
         removed_buckets = buckets.prune(conn, now=now(), before=cutoff)
+        removed_holds = holds.prune(conn, before=cutoff)
     click.echo(f"Removed {removed} history events older than {days} days.")
     click.echo(f"Removed {removed_alerts} alert events older than {days} days.")
     click.echo(f"Removed {removed_buckets} task buckets (minutes older than 2 days, hours older than {days} days).")
+    click.echo(f"Removed {removed_holds} lease holds that ended more than {days} days ago.")
 
 
 @contextmanager

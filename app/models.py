@@ -29,6 +29,8 @@ EVENT_KINDS = ("registered", "status_changed", "stale", "deregistered")
 DELIVERY_STATES = ("pending", "delivered", "failed")
 # The tables an alert delivery's event comes from (app/alerts/outbox.py).
 DELIVERY_SOURCES = ("daemon_events", "alert_events")
+# How a lease hold ended: released by its holder, or lost with the holder's session.
+LEASE_HOLD_ENDS = ("released", "stale", "deregistered", "reregistered")
 
 # Named constraints keep Alembic migrations identical on SQLite and Postgres.
 NAMING_CONVENTION = {
@@ -80,6 +82,10 @@ class Daemon(Base):
     poll_interval: Mapped[int] = mapped_column(Integer)
     registered_at: Mapped[datetime] = mapped_column(UTCDateTime)
     session_started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Which session this is: a fresh random id per registration (a start time can repeat
+    # within a clock tick). Leases belong to a session (app/leases/); '' for sessions
+    # started before the column existed.
+    session_id: Mapped[str] = mapped_column(String(32), server_default="")
     last_heartbeat: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reported_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -263,6 +269,61 @@ class AlertDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class Lease(Base):
+    """One row per lease name ever acquired, kept so that its fencing token only grows.
+
+    Who holds it is derived, not stored as a state to renew: the lease is held
+    while ``holder``'s row is live (app/registry/expiry.py) and still in the
+    session ``holder_session`` (app/leases/service.py).
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # The last token handed out; the next holder gets one more.
+    token: Mapped[int] = mapped_column(BigInteger)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    holder_session: Mapped[str | None] = mapped_column(String(32))
+    acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LeaseHold(Base):
+    """The history of leases: who held which lease, with which token, from when to when.
+
+    ``ended_at`` is NULL while the hold is open; a hold lost with its holder's
+    session is closed by the write that ends the session (app/leases/holds.py).
+    """
+
+    __tablename__ = "lease_holds"
+    __table_args__ = (
+        CheckConstraint(_in("end_reason", LEASE_HOLD_ENDS), name="end_reason"),
+        Index(None, "name", "acquired_at"),
+        # One open hold per lease, however acquirers race.
+        Index(
+            "ix_lease_holds_open",
+            "name",
+            unique=True,
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
+        # The holds a session's end closes.
+        Index(
+            "ix_lease_holds_open_by_holder",
+            "holder",
+            postgresql_where=text("ended_at IS NULL"),
+            sqlite_where=text("ended_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    holder: Mapped[str] = mapped_column(String(128))
+    token: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(16))
+
+
 daemons = Daemon.__table__
 daemon_events = DaemonEvent.__table__
 service_liveness = ServiceLiveness.__table__
@@ -272,3 +333,5 @@ alert_events = AlertEvent.__table__
 open_alerts = OpenAlert.__table__
 daemon_task_minutes = DaemonTaskMinute.__table__
 daemon_task_hours = DaemonTaskHour.__table__
+leases = Lease.__table__
+lease_holds = LeaseHold.__table__

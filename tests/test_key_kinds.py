@@ -29,16 +29,22 @@ CALLS = {
     "task_metrics.fleet_metrics": ("get", "/api/daemon/metrics", None),
     "task_metrics.daemon_metrics": ("get", f"/api/daemon/{DAEMON_ID}/metrics", None),
     "metrics.metrics": ("get", "/metrics", None),
+    "leases.list_leases": ("get", "/api/leases", None),
+    "leases.acquire": ("post", "/api/leases/cron", {"daemonId": DAEMON_ID}),
+    "leases.release": ("delete", f"/api/leases/cron?daemonId={DAEMON_ID}", None),
 }
 KEYS = {"admin": API_KEY, "daemon": DAEMON_KEY, "read": READ_KEY, "metrics": METRICS_KEY}
 # The contract, written out here rather than read from app.http.auth.ACCESS.
 ALLOWED = {
     "admin": set(CALLS),
-    "daemon": {"daemons.register", "daemons.heartbeat", "daemons.get_daemon", "daemons.deregister"},
+    "daemon": {
+        "daemons.register", "daemons.heartbeat", "daemons.get_daemon", "daemons.deregister",
+        "leases.acquire", "leases.release",
+    },
     "read": {
         "daemons.get_daemon", "fleet.list_daemons", "fleet.list_events",
         "uptime.fleet_uptime", "uptime.daemon_uptime", "task_metrics.fleet_metrics",
-        "task_metrics.daemon_metrics", "metrics.metrics",
+        "task_metrics.daemon_metrics", "metrics.metrics", "leases.list_leases",
     },
     "metrics": {"metrics.metrics"},
 }

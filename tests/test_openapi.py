@@ -63,6 +63,8 @@ def test_document_is_served_without_a_key(client):
         "/api/daemon/{daemonId}/uptime",
         "/api/daemons",
         "/api/events",
+        "/api/leases",
+        "/api/leases/{name}",
     }
     register = document["components"]["schemas"]["RegistrationIn"]
     assert register["required"] == ["daemonId", "version", "capabilities", "pollInterval", "registeredAt"]
@@ -74,7 +76,7 @@ def test_every_keyed_operation_documents_its_403(app):
     paths = document()["paths"]
     checked = []
     for rule in app.url_map.iter_rules():
-        path = re.sub(r"<daemon_id:daemon_id>", "{daemonId}", rule.rule)
+        path = re.sub(r"<daemon_id:daemon_id>", "{daemonId}", rule.rule).replace("<any_text:name>", "{name}")
         if rule.endpoint not in ACCESS or path not in paths:
             continue  # /metrics answers Prometheus text and is not in the document
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):

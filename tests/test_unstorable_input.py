@@ -18,7 +18,12 @@ from hypothesis import strategies as st
 from app.http.openapi.document import document
 from tests.support.api import HEADERS, heartbeat_body, registration
 
-VALID_BODIES = {"/api/daemon/register": registration(), "/api/daemon/heartbeat": heartbeat_body()}
+DAEMON = "daemon_macmini_1"
+VALID_BODIES = {
+    "/api/daemon/register": registration(),
+    "/api/daemon/heartbeat": heartbeat_body(),
+    "/api/leases/{name}": {"daemonId": DAEMON},
+}
 VALID_QUERY_VALUES = {
     "window": "24h",
     "from": "2026-01-25T11:00:00Z",
@@ -26,10 +31,10 @@ VALID_QUERY_VALUES = {
     "after": "0",
     "limit": "10",
     "step": "1h",
+    "daemonId": DAEMON,
 }
 UNSTORABLE = ["\x00", "\ud800", "\udbff", "\udc00", "\udfff", "\udc00\ud800"]
 STORABLE_TEXT_RULE = "must not contain U+0000 (NUL) or unpaired surrogates"
-DAEMON = "daemon_macmini_1"
 
 
 def _body_text_fields() -> list[tuple[str, str, bool]]:
@@ -56,14 +61,20 @@ def _free_text(schema: dict[str, Any]) -> bool:
     return not ({"pattern", "enum", "const"} & schema.keys())
 
 
-def _query_parameters() -> list[tuple[str, str]]:
+def _query_parameters() -> list[tuple[str, str, str]]:
+    """(method, path, name) of every query parameter."""
     return [
-        (path, parameter["name"])
+        (method, path, parameter["name"])
         for path, operations in document()["paths"].items()
-        for operation in operations.values()
+        for method, operation in operations.items()
         for parameter in operation.get("parameters", [])
         if parameter["in"] == "query"
     ]
+
+
+def _url(path: str) -> str:
+    """``path`` with its parameters filled in: the registered daemon, a lease name."""
+    return path.replace("{daemonId}", DAEMON).replace("{name}", "cron")
 
 
 BODY_FIELDS = _body_text_fields()
@@ -75,7 +86,7 @@ def test_the_document_describes_the_fields_this_file_covers():
         "version", "capabilities[0]", "currentTask", "daemonId", "status", "registeredAt", "lastHeartbeat"
     }
     assert ("/api/daemon/heartbeat", "currentTask") in FREE_TEXT_FIELDS
-    assert {name for _, name in _query_parameters()} <= VALID_QUERY_VALUES.keys()
+    assert {name for _, _, name in _query_parameters()} <= VALID_QUERY_VALUES.keys()
 
 
 def _with(body: dict[str, Any], field: str, value: str) -> dict[str, Any]:
@@ -91,7 +102,7 @@ def _valid_value(body: dict[str, Any], field: str) -> str:
 def _post(client, path: str, body: dict[str, Any]):
     # ensure_ascii: NUL and surrogates travel as JSON escapes, the way a client's encoder sends them.
     raw = json.dumps(body, ensure_ascii=True)
-    return client.post(path, data=raw, content_type="application/json", headers=HEADERS)
+    return client.post(_url(path), data=raw, content_type="application/json", headers=HEADERS)
 
 
 @pytest.mark.parametrize("bad", UNSTORABLE, ids=ascii)
@@ -163,16 +174,15 @@ def test_any_text_in_a_free_text_field_is_stored_exactly_or_refused_naming_it(cl
 
 
 @pytest.mark.parametrize("spoiler", ["\x00", "\n", "\t", "\x7f"], ids=ascii)
-@pytest.mark.parametrize(("path", "name"), _query_parameters())
+@pytest.mark.parametrize(("method", "path", "name"), _query_parameters())
 def test_a_control_character_in_any_query_parameter_is_400_naming_it(
-    client, make_daemon, path, name, spoiler
+    client, make_daemon, method, path, name, spoiler
 ):
     # A query string cannot carry a surrogate (percent-decoding makes bytes,
     # and bytes that are not UTF-8 become U+FFFD), so control characters it is.
     make_daemon()
-    url = path.replace("{daemonId}", DAEMON)
     value = VALID_QUERY_VALUES[name]
     for spoiled in (spoiler + value, value + spoiler, value[:1] + spoiler + value[1:]):
-        response = client.get(url, query_string={name: spoiled}, headers=HEADERS)
+        response = client.open(_url(path), method=method.upper(), query_string={name: spoiled}, headers=HEADERS)
         assert response.status_code == 400, (spoiled, response.get_data(as_text=True))
         assert name in response.get_json()["details"]

@@ -11,21 +11,26 @@ import logging
 from daemon_health_agent.client import (
     AgentError,
     Client,
+    LeaseHeld,
     NotRegistered,
     RequestRejected,
     ServiceUnavailable,
     parse_retry_after,
 )
-from daemon_health_agent.heartbeater import Heartbeater
+from daemon_health_agent.heartbeater import Heartbeater, Session
+from daemon_health_agent.leader import Leader
 
 __version__ = "0.1.0"
 __all__ = [
     "AgentError",
     "Client",
     "Heartbeater",
+    "Leader",
+    "LeaseHeld",
     "NotRegistered",
     "RequestRejected",
     "ServiceUnavailable",
+    "Session",
     "parse_retry_after",
 ]
 

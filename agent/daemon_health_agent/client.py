@@ -47,6 +47,14 @@ class ServiceUnavailable(AgentError):
         self.retry_after = retry_after
 
 
+class LeaseHeld(AgentError):
+    """409: another daemon's session holds the lease; ``holder`` names it."""
+
+    def __init__(self, message: str, status: int | None = None, holder: str | None = None):
+        super().__init__(message, status)
+        self.holder = holder
+
+
 class RequestRejected(AgentError):
     """Any other answer (400, 401, 413, 415, a redirect...): retrying soon will not help."""
 
@@ -135,6 +143,14 @@ class Client:
     def deregister(self, daemon_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/api/daemon/{urllib.parse.quote(daemon_id, safe='')}")
 
+    def acquire_lease(self, name: str, daemon_id: str) -> dict[str, Any]:
+        """The lease for ``daemon_id``'s current session: ``{"name", "holder", "token", ...}``."""
+        return self._call("POST", _lease_path(name), {"daemonId": daemon_id})
+
+    def release_lease(self, name: str, daemon_id: str) -> None:
+        query = urllib.parse.urlencode({"daemonId": daemon_id})
+        self._call("DELETE", f"{_lease_path(name)}?{query}")
+
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         headers = {
             "X-API-Key": self._api_key,
@@ -164,6 +180,10 @@ class Client:
             raise ServiceUnavailable(f"{where}: {type(reason).__name__}: {reason}") from None
 
 
+def _lease_path(name: str) -> str:
+    return f"/api/leases/{urllib.parse.quote(name, safe='')}"
+
+
 def _json(raw: bytes) -> dict[str, Any]:
     try:
         value = json.loads(raw or b"{}")
@@ -176,6 +196,8 @@ def _http_error(where: str, status: int, headers: Any, raw: bytes) -> AgentError
     message = f"{where}: HTTP {status}: {_json(raw).get('error', '')}".rstrip(": ")
     if status == 404:
         return NotRegistered(message, status)
+    if status == 409:
+        return LeaseHeld(message, status, _json(raw).get("holder"))
     if status in (408, 429) or status >= 500:
         retry_after = parse_retry_after(headers.get("Retry-After") if headers else None)
         return ServiceUnavailable(message, status, retry_after)

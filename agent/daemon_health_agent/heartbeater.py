@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from daemon_health_agent.client import (
@@ -35,6 +36,17 @@ MAX_BACKOFF = 30.0
 INTERVAL_JITTER = 0.1  # beats at interval ± 10 %, so a fleet started together spreads out
 
 StatusCallback = Callable[[], Mapping[str, Any] | None]
+
+
+@dataclass(frozen=True)
+class Session:
+    """One registration the service accepted: its ordinal, and until when it is surely live.
+
+    ``live_until`` is on ``time.monotonic()``'s clock.
+    """
+
+    number: int
+    live_until: float
 
 
 class Heartbeater:
@@ -84,6 +96,10 @@ class Heartbeater:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._registered = threading.Event()
+        # The service's view of us, for a Leader: which registration (session) it
+        # accepted last, and until when (time.monotonic) it surely counts us live.
+        self._session: Session | None = None
+        self._sessions_started = 0
         self._thread: threading.Thread | None = None
 
     # -- host-facing API ---------------------------------------------------
@@ -126,6 +142,7 @@ class Heartbeater:
         if thread is not threading.current_thread():  # stop() from the status_callback
             thread.join(self._client.timeout + 1)
         if deregister:
+            self._session = None  # ends now, whatever the DELETE's answer
             self._deregister(deadline=time.monotonic() + 2 * self._client.timeout)
         self._registered.clear()
         log.info("stopped heartbeating %s", self.daemon_id)
@@ -137,6 +154,16 @@ class Heartbeater:
     @property
     def registered(self) -> bool:
         return self._registered.is_set()
+
+    @property
+    def client(self) -> Client:
+        """The service client, for helpers that speak for this daemon (Leader)."""
+        return self._client
+
+    @property
+    def session(self) -> Session | None:
+        """The session the service last accepted, None while it may not know us."""
+        return self._session
 
     def __enter__(self) -> Heartbeater:
         return self.start()
@@ -169,6 +196,7 @@ class Heartbeater:
                 failures = 0
             except NotRegistered as exc:
                 self._registered.clear()
+                self._session = None
                 if registered and not fresh:
                     # Expired (we were silent too long) or removed: register again, now.
                     log.warning("service does not know %s now; registering again", self.daemon_id)
@@ -200,16 +228,26 @@ class Heartbeater:
             self._stop.wait(delay)
 
     def _register(self) -> None:
+        sent = time.monotonic()
         self._client.register(
             self.daemon_id, self.version, self.capabilities, self.poll_interval_ms
         )
+        self._sessions_started += 1
+        self._accepted(sent)
         self._registered.set()
         log.info("registered %s", self.daemon_id)
 
     def _beat(self) -> None:
         status, tasks, task = self._report()
+        sent = time.monotonic()
         self._client.heartbeat(self.daemon_id, status, tasks, task, self._counters)
+        self._accepted(sent)
         log.debug("heartbeat %s: %s, %d tasks", self.daemon_id, status, tasks)
+
+    def _accepted(self, sent: float) -> None:
+        # The service received it no earlier than we sent it, so its TTL runs at
+        # least until ``sent`` + TTL by our clock (a lower bound, safe for a Leader).
+        self._session = Session(self._sessions_started, sent + self.ttl_seconds)
 
     def _report(self) -> tuple[str, int, str | None]:
         """What to report, from the host's callback; never raises."""

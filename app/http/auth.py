@@ -2,8 +2,8 @@
 
 - admin keys (ADMIN_API_KEY): every keyed endpoint, on every daemon.
 - daemon keys (DAEMON_API_KEYS): register, heartbeat, read and deregister, and
-  only the daemons registered with that same key.
-- read keys (READ_API_KEYS): the read-only views, uptime and /metrics; never
+  acquire and release leases, only for the daemons registered with that same key.
+- read keys (READ_API_KEYS): the read-only views, uptime, the lease list and /metrics; never
   /api/daemon/health (it reaps), never a write.
 - metrics keys (METRICS_API_KEY): /metrics only.
 
@@ -59,16 +59,20 @@ ACCESS: Mapping[str, Rule] = {
     "task_metrics.fleet_metrics": _rule(ADMIN, READ),
     "task_metrics.daemon_metrics": _rule(ADMIN, READ),
     "metrics.metrics": _rule(ADMIN, READ, METRICS, bearer=True),
+    "leases.list_leases": _rule(ADMIN, READ),
+    "leases.acquire": _rule(ADMIN, DAEMON),
+    "leases.release": _rule(ADMIN, DAEMON),
 }
 
 # What a refused key may do, for its 403.
 ALLOWED = {
     DAEMON: "a daemon key may only register (POST /api/daemon/register), heartbeat "
     "(POST /api/daemon/heartbeat), read (GET /api/daemon/{daemonId}) and deregister "
-    "(DELETE /api/daemon/{daemonId}) the daemons registered with it",
+    "(DELETE /api/daemon/{daemonId}) the daemons registered with it, and acquire and release "
+    "leases for them (POST and DELETE /api/leases/{name})",
     READ: "a read key may only read GET /api/daemons, /api/events, /api/daemon/{daemonId}, "
     "/api/daemon/uptime, /api/daemon/{daemonId}/uptime, /api/daemon/metrics, "
-    "/api/daemon/{daemonId}/metrics and /metrics; "
+    "/api/daemon/{daemonId}/metrics, /api/leases and /metrics; "
     "not /api/daemon/health, which removes stale daemons",
     METRICS: "a metrics key may only read GET /metrics",
 }

@@ -23,7 +23,7 @@ HEARTBEAT_ACCEPTED = json.dumps({"success": True}, separators=(",", ":")).encode
 
 
 @bp.errorhandler(service.NotOwner)
-def _not_owner(exc: service.NotOwner) -> Response:
+def not_owner_response(exc: service.NotOwner) -> Response:
     return error_response(
         403, f"Daemon {exc.daemon_id!r} is registered with another key; "
         "a daemon key may only act on the daemons registered with it"
@@ -31,7 +31,7 @@ def _not_owner(exc: service.NotOwner) -> Response:
 
 
 @bp.before_request
-def _note_service_alive() -> None:
+def note_service_alive() -> None:
     # About once a second per process; after an outage of our own this grants
     # grace before the request can judge any daemon stale.
     if current_app.extensions[PROBE_KEY].due(now()):

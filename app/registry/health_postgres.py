@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, text
 
+from app.leases.holds import stale_ends_sql
 from app.registry import expiry
 from app.registry.history import stale_events_sql
 from app.registry.wire import daemon_state_sql
@@ -44,6 +45,8 @@ HEALTH = text(
         {_END_OPEN_SPANS}
     ), recorded AS (
         {_INSERT_STALE_EVENTS}
+    ), lost_leases AS (
+        {stale_ends_sql("reaped")}
     ), flushed_minutes AS (
         {_FLUSH_MINUTES}
     ), flushed_hours AS (

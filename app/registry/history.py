@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
+from app.leases import holds
 from app.models import daemon_events, daemons
 from app.registry import expiry
 from app.registry.wire import daemon_state, daemon_state_sql
@@ -90,6 +91,8 @@ def record_many(
             for row, moment in zip(rows, moments)
         ],
     )
+    # A session's end ends its leases' holds at the same moment.
+    holds.end_sessions(conn, kind, rows, moments)
 
 
 def record_stale(conn: Connection, rows: list[Row[Any]], *, now: datetime) -> None:

@@ -160,6 +160,12 @@ class HeartbeatIn(_Body):
             raise PydanticCustomError("failed_over_processed", FAILED_OVER_PROCESSED_RULE)
         return value
 
+class LeaseRequestIn(_Body):
+    """Acquiring a lease (app/leases/): for which daemon's session."""
+
+    daemon_id: DaemonId = Field(alias="daemonId")
+
+
 Body = TypeVar("Body", bound=_Body)
 
 

@@ -14,6 +14,7 @@ that daemon until a daemon key registers it once it is gone.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,7 +36,7 @@ class NotOwner(Exception):
         self.daemon_id = daemon_id
 
 
-def _not_owners(row: Row[Any] | None, owner: str | None) -> bool:
+def not_owners(row: Row[Any] | None, owner: str | None) -> bool:
     """Whether ``row`` is there and ``owner`` (a daemon key's fingerprint) may not act on it."""
     return row is not None and owner is not None and row.owner_key_fingerprint != owner
 
@@ -47,7 +48,7 @@ def _owned_by_another(conn: Connection, daemon_id: str, owner: str | None) -> bo
     found = conn.execute(
         select(daemons.c.owner_key_fingerprint).where(daemons.c.daemon_id == daemon_id)
     ).first()
-    return _not_owners(found, owner)
+    return not_owners(found, owner)
 
 
 def register(
@@ -66,7 +67,7 @@ def register(
             .with_for_update()
         ).first()
         # Held while the registry has the row (live, or expired and not yet reaped).
-        if _not_owners(previous, owner):
+        if not_owners(previous, owner):
             raise NotOwner(reg.daemon_id)
         if previous is not None and previous.expired and previous.stale_recorded_at is None:
             history.record_stale(conn, [previous], now=now)
@@ -77,6 +78,7 @@ def register(
             "poll_interval": reg.poll_interval,
             "registered_at": reg.registered_at,
             "session_started_at": now,
+            "session_id": uuid.uuid4().hex,
             "last_heartbeat": now,
             "expires_at": expiry.expires_at(now, ttl),
             "reported_heartbeat_at": None,
@@ -170,7 +172,7 @@ def get(
     row = conn.execute(
         select(daemons).where(daemons.c.daemon_id == daemon_id, expiry.live(now))
     ).first()
-    if _not_owners(row, owner):
+    if not_owners(row, owner):
         raise NotOwner(daemon_id)
     return daemon_state(row) if row is not None else None
 

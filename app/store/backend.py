@@ -78,6 +78,16 @@ class Backend:
         )
         return conn.execute(stmt.returning(table)).one()
 
+    def insert_or_lock(self, conn: Connection, table: Table, values: dict[str, Any], *, key: str) -> Row[Any]:
+        """Insert ``values`` unless a row with the same ``key`` exists; return the row, locked.
+
+        The conflict's no-op update takes the row lock (Postgres) until the
+        transaction ends; SQLite's transactions hold the one write lock anyway.
+        """
+        stmt = self._dialect_module.insert(table).values(values)
+        stmt = stmt.on_conflict_do_update(index_elements=[key], set_={key: stmt.excluded[key]})
+        return conn.execute(stmt.returning(table)).one()
+
 
 class PostgresBackend(Backend):
     """Postgres: lone statements in autocommit, the prebuilt UPDATE on the psycopg connection."""

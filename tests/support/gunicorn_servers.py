@@ -183,25 +183,31 @@ def wait_until_serving(server: Gunicorn, *, workers: int) -> None:
     )
 
 
+def start_service(workdir: Path, *, workers: int = 2, **variables: str) -> Gunicorn:
+    """Start the service on a free port and wait until all ``workers`` answer (stopped if not)."""
+    env = service_env(WEB_CONCURRENCY=str(workers), **variables)
+    for attempt in range(3):  # the free port can be taken between probe and bind
+        server = spawn_gunicorn(workdir / f"gunicorn-{attempt}", env, port=free_port())
+        try:
+            wait_until_serving(server, workers=workers)
+            return server
+        except RuntimeError:
+            server.stop()
+            if attempt < 2 and "Address already in use" in server.stderr():
+                continue
+            raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture
 def start_gunicorn(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
     """Start real gunicorn servers (ready on all workers); all stopped at teardown."""
     started: list[Gunicorn] = []
 
     def start(*, workers: int = 2, **variables: str) -> Gunicorn:
-        env = service_env(WEB_CONCURRENCY=str(workers), **variables)
-        for attempt in range(3):  # the free port can be taken between probe and bind
-            server = spawn_gunicorn(tmp_path / f"gunicorn-{len(started)}", env, port=free_port())
-            started.append(server)
-            try:
-                wait_until_serving(server, workers=workers)
-                return server
-            except RuntimeError:
-                server.stop()
-                if attempt < 2 and "Address already in use" in server.stderr():
-                    continue
-                raise
-        raise AssertionError("unreachable")
+        server = start_service(tmp_path / f"server-{len(started)}", workers=workers, **variables)
+        started.append(server)
+        return server
 
     yield start
     for server in reversed(started):

@@ -15,6 +15,7 @@ from app.registry.schemas import (
     RESERVED_DAEMON_IDS,
     TIMESTAMP_PATTERN,
     HeartbeatIn,
+    LeaseRequestIn,
     RegistrationIn,
 )
 from app.uptime.period import MAX_PERIOD
@@ -37,13 +38,17 @@ MODELS: list[type[BaseModel]] = [
     r.DaemonUptime,
     r.FleetTaskMetrics,
     r.DaemonTaskMetrics,
+    LeaseRequestIn,
+    r.LeaseState,
+    r.LeasesResponse,
+    r.LeaseHeld,
 ]
 ERRORS = {
     400: "The body or a parameter is unusable; `details` names each problem.",
     401: "Missing or wrong X-API-Key.",
     403: "This kind of key may not call this endpoint, or a daemon key acted on a daemon "
     "registered with another key; `error` says what the key may do.",
-    404: "No such daemon (or endpoint).",
+    404: "No such daemon (or endpoint); for a lease release, also `Lease not held`.",
     405: "Method not allowed here; see the Allow header.",
     413: "Request body over MAX_CONTENT_LENGTH.",
     415: "Content-Type is not application/json.",
@@ -63,7 +68,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _operation(
     summary: str,
-    ok: tuple[int, type[BaseModel], str],
+    ok: tuple[int, type[BaseModel] | None, str],
     errors: list[int],
     *,
     body: type[BaseModel] | None = None,
@@ -74,7 +79,7 @@ def _operation(
     operation: dict[str, Any] = {
         "summary": summary,
         "responses": {
-            str(status): _json(_ref(model), description),
+            str(status): _json(_ref(model), description) if model else {"description": description},
             **{str(code): _json(_ref(r.Error), ERRORS[code]) for code in sorted(set(errors) | {500})},
         },
     }
@@ -121,6 +126,16 @@ STEP = _query(
 # Every documented endpoint takes a key, and each refuses some kind of key (app/http/auth.py): 403.
 WRITE_ERRORS = [400, 401, 403, 413, 415, 429, 503]
 READ_ERRORS = [401, 403, 429, 503]
+LEASE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": DAEMON_ID_PATTERN}}
+LEASE_HELD = _json(_ref(r.LeaseHeld), "Another daemon's session holds the lease: whose, and until when.")
+
+
+def _lease_operation(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """An operation on one lease, which may also answer 409 with the holder."""
+    operation = _operation(*args, **kwargs)
+    operation["responses"]["409"] = LEASE_HELD
+    return operation
+
 
 
 @cache
@@ -217,6 +232,32 @@ def document() -> dict[str, Any]:
                     (200, r.FleetResponse, "The fleet."),
                     READ_ERRORS,
                 )
+            },
+            "/api/leases": {
+                "get": _operation(
+                    "Every lease ever acquired, with its current holder (null while free)",
+                    (200, r.LeasesResponse, "The leases."),
+                    READ_ERRORS,
+                )
+            },
+            "/api/leases/{name}": {
+                "post": _lease_operation(
+                    "Acquire a lease for a daemon's current session (kept by its heartbeats)",
+                    (200, r.LeaseState, "Held by this daemon's session, newly or already."),
+                    [*WRITE_ERRORS, 404],
+                    body=LeaseRequestIn,
+                    parameters=[LEASE_NAME],
+                ),
+                "delete": _lease_operation(
+                    "Release a lease this daemon's session holds",
+                    (204, None, "Released."),
+                    [400, 404, *READ_ERRORS],
+                    parameters=[
+                        LEASE_NAME,
+                        {"name": "daemonId", "in": "query", "required": True, "description": "The holder.",
+                         "schema": {"type": "string", "pattern": DAEMON_ID_PATTERN}},
+                    ],
+                ),
             },
             "/api/events": {
                 "get": _operation(

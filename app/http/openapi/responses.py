@@ -150,3 +150,26 @@ class DaemonTaskMetrics(DaemonTaskSummary):
     from_: str = Field(alias="from", json_schema_extra={"format": "date-time"})
     to: str = Timestamp
     series: list[TaskPoint]
+
+
+class LeaseState(_Out):
+    name: str
+    holder: str | None = Field(description="The daemon whose current session holds it; null while free.")
+    token: int = Field(
+        description="Fencing token: grows by one each time the lease changes hands; while free, the last one issued."
+    )
+    acquiredAt: str | None = Field(json_schema_extra={"format": "date-time"})
+    expiresAt: str | None = Field(
+        json_schema_extra={"format": "date-time"},
+        description="The holder's expiry: held until then unless its session ends sooner; heartbeats move it.",
+    )
+
+
+class LeasesResponse(_Out):
+    leases: list[LeaseState]
+
+
+class LeaseHeld(_Out):
+    error: str
+    holder: str
+    expiresAt: str = Timestamp
