@@ -25,6 +25,8 @@ ALERT_TYPES = (
     "daemon.unhealthy",
     "daemon.healthy_again",
     "daemon.deregistered",
+    "region.disrupted",
+    "region.recovered",
 )
 
 
@@ -55,6 +57,7 @@ class Settings:
     alert_max_attempts: int = 8
     watch_interval_seconds: int = 2
     metrics_api_keys: tuple[str, ...] = ()
+    service_region: str | None = None
 
     def flask_config(self) -> dict:
         """The settings in the shape Flask and its extensions read."""
@@ -85,6 +88,7 @@ class Settings:
             "ALERT_MAX_ATTEMPTS": self.alert_max_attempts,
             "WATCH_INTERVAL_SECONDS": self.watch_interval_seconds,
             "METRICS_API_KEYS": self.metrics_api_keys,
+            "SERVICE_REGION": self.service_region,
         }
 
 
@@ -165,6 +169,19 @@ def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def _service_region(env: Mapping[str, str]) -> str | None:
+    # Imported here: the app package imports this module while it loads.
+    from app.registry.schemas import region_error
+
+    value = env.get("SERVICE_REGION", "").strip()
+    if not value:
+        return None
+    problem = region_error(value)
+    if problem:
+        raise ConfigError(f"SERVICE_REGION {problem}, got {value!r}")
+    return value
+
+
 def database_url_from_env(env: Mapping[str, str]) -> str:
     """DATABASE_URL with the psycopg 3 driver named; the SQLite file by default."""
     url = env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
@@ -220,4 +237,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             env, "WATCH_INTERVAL_SECONDS", defaults.watch_interval_seconds, minimum=1
         ),
         metrics_api_keys=keys["METRICS_API_KEY"],
+        service_region=_service_region(env),
     )

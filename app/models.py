@@ -26,6 +26,7 @@ from app.store.timestamps import UTCDateTime
 Status = Literal["healthy", "degraded", "unhealthy"]
 STATUSES: tuple[str, ...] = get_args(Status)
 EVENT_KINDS = ("registered", "status_changed", "stale", "deregistered")
+REGION_EVENT_KINDS = ("disrupted", "recovered")
 DELIVERY_STATES = ("pending", "delivered", "failed")
 
 # Named constraints keep Alembic migrations identical on SQLite and Postgres.
@@ -64,6 +65,8 @@ class Daemon(Base):
         CheckConstraint("tasks_processed >= 0", name="tasks_processed"),
         # The watcher's range scan for newly expired rows (expiry.expired_unrecorded).
         Index(None, "expires_at"),
+        # /health?region= and /api/regions: one region's rows, its expired ones first.
+        Index(None, "region", "expires_at"),
     )
 
     daemon_id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -92,6 +95,8 @@ class Daemon(Base):
     unsampled_failed: Mapped[int] = mapped_column(BigInteger, server_default="0")
     unsampled_task_ms: Mapped[float] = mapped_column(Double, server_default="0")
     unsampled_timed_tasks: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Where the daemon runs (registration's region, else the instance's SERVICE_REGION).
+    region: Mapped[str | None] = mapped_column(String(64))
 
 
 class DaemonEvent(Base):
@@ -200,8 +205,10 @@ class AlertDelivery(Base):
     __tablename__ = "alert_deliveries"
     __table_args__ = (
         CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
-        # One delivery per event and receiver, however many watchers enqueue it.
-        UniqueConstraint("event_id", "url"),
+        # One delivery per event and receiver, however many watchers enqueue it. Event
+        # ids are per source table (daemon.* alerts: daemon_events, region.*:
+        # region_events), so the alert type is part of what names the event.
+        UniqueConstraint("event_id", "alert_type", "url"),
         # The sender's scan: due pending deliveries, oldest first.
         Index(None, "state", "next_attempt_at"),
     )
@@ -221,10 +228,41 @@ class AlertDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
+class RegionEvent(Base):
+    """A region outage and its end (app/alerts/region_outages.py).
+
+    ``disrupted`` names the region's silent daemons in ``daemons``; its
+    ``ended_at`` is set when the ``recovered`` event that closes it is written.
+    """
+
+    __tablename__ = "region_events"
+    __table_args__ = (
+        CheckConstraint(_in("kind", REGION_EVENT_KINDS), name="kind"),
+        Index(None, "region", "occurred_at"),
+        # One open disruption per region, however many watchers race to record it.
+        Index(
+            "ix_region_events_open",
+            "region",
+            unique=True,
+            postgresql_where=text("kind = 'disrupted' AND ended_at IS NULL"),
+            sqlite_where=text("kind = 'disrupted' AND ended_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    region: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    daemons: Mapped[list[str]] = mapped_column(Json)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 daemons = Daemon.__table__
 daemon_events = DaemonEvent.__table__
 service_liveness = ServiceLiveness.__table__
 service_outages = ServiceOutage.__table__
 alert_deliveries = AlertDelivery.__table__
+region_events = RegionEvent.__table__
 daemon_task_minutes = DaemonTaskMinute.__table__
 daemon_task_hours = DaemonTaskHour.__table__

@@ -35,19 +35,37 @@ BATCH = 100
 
 
 @dataclass(frozen=True)
+class Hold:
+    """Events ``enqueue`` leaves for later: those after ``horizon`` and ``event_ids``."""
+
+    horizon: int
+    event_ids: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
 class Policy:
     urls: tuple[str, ...]
     alert_types: frozenset[str]
     max_attempts: int
 
 
-def enqueue(conn: Connection, policy: Policy, *, now: datetime) -> int:
-    """Create deliveries for events not yet handled; return how many were created."""
+def enqueue(
+    conn: Connection, policy: Policy, *, now: datetime, hold: Hold | None = None
+) -> int:
+    """Create deliveries for events not yet handled; return how many were created.
+
+    Events ``hold`` names, and any after its horizon, stay unhandled for a later tick.
+    """
     created = 0
     with conn.begin():
+        pending = daemon_events.c.alerted_at.is_(None)
+        if hold is not None:
+            pending &= daemon_events.c.id <= hold.horizon
+            if hold.event_ids:
+                pending &= daemon_events.c.id.not_in(sorted(hold.event_ids))
         events = conn.execute(
             select(daemon_events)
-            .where(daemon_events.c.alerted_at.is_(None))
+            .where(pending)
             .order_by(daemon_events.c.id)
             .limit(BATCH)
             # Two watchers take different events instead of queueing on the same rows.
@@ -55,21 +73,9 @@ def enqueue(conn: Connection, policy: Policy, *, now: datetime) -> int:
         ).all()
         for event in events:
             kind = _alert_worth_sending(conn, event, policy, now)
-            for url in policy.urls if kind else ():
-                created += backend(conn).insert_ignoring_conflicts(
-                    conn,
-                    alert_deliveries,
-                    {
-                        "event_id": event.id,
-                        "alert_type": kind,
-                        "url": url,
-                        "payload": rules.payload(event, kind),
-                        "state": "pending",
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                    },
-                )
+            if kind:
+                created += add(conn, policy, event_id=event.id, kind=kind,
+                               payload=rules.payload(event, kind), now=now)
         if events:
             conn.execute(
                 update(daemon_events)
@@ -77,6 +83,29 @@ def enqueue(conn: Connection, policy: Policy, *, now: datetime) -> int:
                 .values(alerted_at=now)
             )
     return created
+
+
+def add(
+    conn: Connection, policy: Policy, *, event_id: int, kind: str, payload: dict[str, Any], now: datetime
+) -> int:
+    """One pending delivery of alert ``kind`` per webhook URL; how many were new."""
+    return sum(
+        backend(conn).insert_ignoring_conflicts(
+            conn,
+            alert_deliveries,
+            {
+                "event_id": event_id,
+                "alert_type": kind,
+                "url": url,
+                "payload": payload,
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            },
+        )
+        for url in policy.urls
+    )
 
 
 def _alert_worth_sending(conn: Connection, event: Row[Any], policy: Policy, now: datetime) -> str | None:

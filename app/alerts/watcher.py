@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, Row
 from sqlalchemy.exc import DBAPIError
 
-from app.alerts import outbox, webhooks
+from app.alerts import outbox, region_outages, webhooks
 from app.alerts.lanes import Lanes
 from app.clock import Clock
 from app.registry import expiry, outage_grace, service
@@ -72,7 +72,8 @@ def tick(watcher: Watcher, lanes: Lanes) -> TickReport:
             log.warning("service was unreachable for over %s: %d daemons get grace", ttl, report.graced)
         report.stale = service.record_expiries(conn, now=now)
         report.sampled = buckets.sample(conn)
-        report.enqueued = outbox.enqueue(conn, rules, now=now)
+        hold = region_outages.evaluate(conn, rules, now=now, ttl=ttl)
+        report.enqueued = outbox.enqueue(conn, rules, now=now, hold=hold)
         due: list[Row[Any]] = []
         for url in outbox.due_urls(conn, now=now):
             # A lane still busy with a slow receiver takes no more than it has room for.

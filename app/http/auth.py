@@ -54,6 +54,7 @@ ACCESS: Mapping[str, Rule] = {
     "daemons.health": _rule(ADMIN),
     "fleet.list_daemons": _rule(ADMIN, READ),
     "fleet.list_events": _rule(ADMIN, READ),
+    "regions.list_regions": _rule(ADMIN, READ),
     "uptime.fleet_uptime": _rule(ADMIN, READ),
     "uptime.daemon_uptime": _rule(ADMIN, READ),
     "task_metrics.fleet_metrics": _rule(ADMIN, READ),
@@ -66,7 +67,7 @@ ALLOWED = {
     DAEMON: "a daemon key may only register (POST /api/daemon/register), heartbeat "
     "(POST /api/daemon/heartbeat), read (GET /api/daemon/{daemonId}) and deregister "
     "(DELETE /api/daemon/{daemonId}) the daemons registered with it",
-    READ: "a read key may only read GET /api/daemons, /api/events, /api/daemon/{daemonId}, "
+    READ: "a read key may only read GET /api/daemons, /api/events, /api/regions, /api/daemon/{daemonId}, "
     "/api/daemon/uptime, /api/daemon/{daemonId}/uptime, /api/daemon/metrics, "
     "/api/daemon/{daemonId}/metrics and /metrics; "
     "not /api/daemon/health, which removes stale daemons",
