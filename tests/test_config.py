@@ -38,6 +38,7 @@ def test_every_variable_is_read():
             "MAX_CONTENT_LENGTH": "2048",
             "DATABASE_TIMEOUT_SECONDS": "7",
             "HISTORY_RETENTION_DAYS": "30",
+            "SERVICE_REGION": "eu-west-1",
         }
     )
     assert settings == Settings(
@@ -51,6 +52,7 @@ def test_every_variable_is_read():
         max_content_length=2048,
         database_timeout_seconds=7,
         history_retention_days=30,
+        service_region="eu-west-1",
     )
 
 
@@ -78,6 +80,9 @@ def test_short_admin_key_is_refused():
         ("DAEMON_API_KEYS", "long-enough-daemon-key,short", "DAEMON_API_KEYS: every key must be at least 16"),
         ("READ_API_KEYS", "short", "READ_API_KEYS: every key must be at least 16"),
         ("DAEMON_API_KEYS", KEY, "ADMIN_API_KEY and DAEMON_API_KEYS share a key"),
+        ("SERVICE_REGION", "eu west", "SERVICE_REGION must be 1-64 characters"),
+        ("SERVICE_REGION", "r" * 65, "SERVICE_REGION must be 1-64 characters"),
+        ("SERVICE_REGION", "-east", "SERVICE_REGION must be 1-64 characters"),
     ],
 )
 def test_bad_values_name_the_variable(name, value, message):
