@@ -7,9 +7,12 @@ the variable, rather than surfacing later as a confusing runtime error.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from limits import parse_many
@@ -25,9 +28,14 @@ ALERT_TYPES = (
     "daemon.unhealthy",
     "daemon.healthy_again",
     "daemon.deregistered",
+    "daemon.error_rate_high",
+    "daemon.error_rate_ok",
     "region.disrupted",
     "region.recovered",
 )
+# ALERT_ERROR_RATE_WINDOW: minutes or hours, from one minute (the buckets' resolution) to a day.
+_ERROR_RATE_WINDOW = re.compile(r"^([1-9][0-9]{0,3})([mh])$")
+_ERROR_RATE_WINDOW_MAX = timedelta(hours=24)
 
 
 class ConfigError(RuntimeError):
@@ -58,6 +66,12 @@ class Settings:
     watch_interval_seconds: int = 2
     metrics_api_keys: tuple[str, ...] = ()
     service_region: str | None = None
+    # The error-rate alert (app/alerts/error_rate.py): off while the threshold is None.
+    alert_error_rate_threshold: float | None = None
+    alert_error_rate_window: timedelta = timedelta(minutes=15)
+    alert_error_rate_min_tasks: int = 20
+    # None: the alert's default share of the threshold.
+    alert_error_rate_recovery: float | None = None
 
     def flask_config(self) -> dict:
         """The settings in the shape Flask and its extensions read."""
@@ -89,6 +103,10 @@ class Settings:
             "WATCH_INTERVAL_SECONDS": self.watch_interval_seconds,
             "METRICS_API_KEYS": self.metrics_api_keys,
             "SERVICE_REGION": self.service_region,
+            "ALERT_ERROR_RATE_THRESHOLD": self.alert_error_rate_threshold,
+            "ALERT_ERROR_RATE_WINDOW": self.alert_error_rate_window,
+            "ALERT_ERROR_RATE_MIN_TASKS": self.alert_error_rate_min_tasks,
+            "ALERT_ERROR_RATE_RECOVERY": self.alert_error_rate_recovery,
         }
 
 
@@ -158,6 +176,48 @@ def _alert_events(env: Mapping[str, str]) -> tuple[str, ...]:
     return chosen
 
 
+def _fraction(env: Mapping[str, str], name: str, *, zero_allowed: bool) -> float | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    low_ok = value >= 0 if zero_allowed else value > 0
+    if not (low_ok and value <= 1):  # also refuses nan
+        bounds = "from 0" if zero_allowed else "above 0"
+        raise ConfigError(f"{name} must be a fraction {bounds} up to 1 (e.g. 0.05 for 5 %), got {raw!r}")
+    return value
+
+
+def _error_rate_window(env: Mapping[str, str], default: timedelta) -> timedelta:
+    raw = env.get("ALERT_ERROR_RATE_WINDOW", "").strip()
+    if not raw:
+        return default
+    match = _ERROR_RATE_WINDOW.fullmatch(raw)
+    window = timedelta(**{"minutes" if match[2] == "m" else "hours": int(match[1])}) if match else None
+    if window is None or window > _ERROR_RATE_WINDOW_MAX:
+        raise ConfigError(
+            f"ALERT_ERROR_RATE_WINDOW must be minutes or hours from 1m to 24h (e.g. 15m, 1h), got {raw!r}"
+        )
+    return window
+
+
+def _error_rate_levels(env: Mapping[str, str]) -> tuple[float | None, float | None]:
+    """The threshold (None: the alert is off) and the recovery level below it."""
+    threshold = _fraction(env, "ALERT_ERROR_RATE_THRESHOLD", zero_allowed=False)
+    recovery = _fraction(env, "ALERT_ERROR_RATE_RECOVERY", zero_allowed=True)
+    if recovery is not None and threshold is None:
+        raise ConfigError("ALERT_ERROR_RATE_RECOVERY is set but ALERT_ERROR_RATE_THRESHOLD is not")
+    if recovery is not None and threshold is not None and recovery >= threshold:
+        raise ConfigError(
+            f"ALERT_ERROR_RATE_RECOVERY ({recovery}) must be below ALERT_ERROR_RATE_THRESHOLD ({threshold}), "
+            "or the alert would recover as soon as it fires"
+        )
+    return threshold, recovery
+
+
 def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, "").strip() or default
     try:
@@ -205,6 +265,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         "METRICS_API_KEY": _list(env, "METRICS_API_KEY"),
     }
     _distinct_kinds(**keys)
+    error_rate_threshold, error_rate_recovery = _error_rate_levels(env)
     return Settings(
         database_url=database_url_from_env(env),
         admin_api_keys=keys["ADMIN_API_KEY"],
@@ -238,4 +299,10 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         metrics_api_keys=keys["METRICS_API_KEY"],
         service_region=_service_region(env),
+        alert_error_rate_threshold=error_rate_threshold,
+        alert_error_rate_window=_error_rate_window(env, defaults.alert_error_rate_window),
+        alert_error_rate_min_tasks=_int(
+            env, "ALERT_ERROR_RATE_MIN_TASKS", defaults.alert_error_rate_min_tasks, minimum=1
+        ),
+        alert_error_rate_recovery=error_rate_recovery,
     )

@@ -14,7 +14,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from app.alerts import outbox, watcher, webhooks
+from app.alerts import alert_events, outbox, watcher, webhooks
 from app.http.context import clock, database, now, settings
 from app.registry.wire import isoformat_z
 from app.task_metrics import buckets
@@ -36,8 +36,10 @@ def prune_history(days: int | None) -> None:
     cutoff = now() - timedelta(days=days)
     with database().engine.connect() as conn:
         removed = retention.prune(conn, before=cutoff)
+        removed_alerts = alert_events.prune(conn, before=cutoff)
         removed_buckets = buckets.prune(conn, now=now(), before=cutoff)
     click.echo(f"Removed {removed} history events older than {days} days.")
+    click.echo(f"Removed {removed_alerts} alert events older than {days} days.")
     click.echo(f"Removed {removed_buckets} task buckets (minutes older than 2 days, hours older than {days} days).")
 
 
@@ -110,7 +112,7 @@ def _print_deliveries(rows) -> None:
         # When it was delivered or given up; for a pending one, when it is tried next.
         when = isoformat_z(row.delivered_at or row.failed_at or row.next_attempt_at)
         click.echo(
-            f"{row.id:>6}  {row.state:<9} {row.alert_type:<22} {row.payload['daemonId']:<24} "
+            f"{row.id:>6}  {row.state:<9} {row.alert_type:<22} {row.payload.get('daemonId', ''):<24} "
             f"tries={row.attempts} {when}  {row.url}  {row.last_error or ''}".rstrip()
         )
 

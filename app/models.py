@@ -28,6 +28,8 @@ STATUSES: tuple[str, ...] = get_args(Status)
 EVENT_KINDS = ("registered", "status_changed", "stale", "deregistered")
 REGION_EVENT_KINDS = ("disrupted", "recovered")
 DELIVERY_STATES = ("pending", "delivered", "failed")
+# The tables an alert delivery's event comes from (app/alerts/outbox.py).
+DELIVERY_SOURCES = ("daemon_events", "alert_events")
 
 # Named constraints keep Alembic migrations identical on SQLite and Postgres.
 NAMING_CONVENTION = {
@@ -173,6 +175,49 @@ class DaemonTaskHour(_TaskBucket, Base):
     __table_args__ = (Index(None, "bucket"),)
 
 
+class AlertEvent(Base):
+    """An alert that is not a daemon's status transition (app/alerts/alert_events.py).
+
+    ``subject`` is what it is about (a daemon id, or another name such as a
+    region); ``payload`` holds the figures the webhook carries beside the
+    common fields. The outbox turns it into deliveries like a history event.
+    """
+
+    __tablename__ = "alert_events"
+    __table_args__ = (
+        Index(None, "occurred_at"),
+        # The watcher's queue of alert events not yet turned into deliveries.
+        Index(
+            "ix_alert_events_alerts_pending",
+            "id",
+            postgresql_where=text("alerted_at IS NULL"),
+            sqlite_where=text("alerted_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_type: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(128))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)
+    # When a watcher turned this event into deliveries (or decided it needs none).
+    alerted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class OpenAlert(Base):
+    """An alert raised and not yet recovered, one per alert type and subject (app/alerts/open_alerts.py).
+
+    The primary key is what makes several watchers raise, and recover, each alert once.
+    """
+
+    __tablename__ = "open_alerts"
+
+    alert_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(128), primary_key=True)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ServiceLiveness(Base):
     """When the service was last seen working (one row, id 1; made by a watcher's tick,
     deleted by a watcher that stops cleanly).
@@ -205,15 +250,16 @@ class AlertDelivery(Base):
     __tablename__ = "alert_deliveries"
     __table_args__ = (
         CheckConstraint(_in("state", DELIVERY_STATES), name="state"),
-        # One delivery per event and receiver, however many watchers enqueue it. Event
-        # ids are per source table (daemon.* alerts: daemon_events, region.*:
-        # region_events), so the alert type is part of what names the event.
-        UniqueConstraint("event_id", "alert_type", "url"),
+        CheckConstraint(_in("source", DELIVERY_SOURCES), name="source"),
+        # One delivery per event and receiver, however many watchers enqueue it;
+        # ids are per source table, so the source is part of the event's name.
+        UniqueConstraint("source", "event_id", "url"),
         # The sender's scan: due pending deliveries, oldest first.
         Index(None, "state", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(16), server_default="daemon_events")
     event_id: Mapped[int] = mapped_column(BigInteger)
     alert_type: Mapped[str] = mapped_column(String(32))
     url: Mapped[str] = mapped_column(String(2048))
@@ -264,5 +310,7 @@ service_liveness = ServiceLiveness.__table__
 service_outages = ServiceOutage.__table__
 alert_deliveries = AlertDelivery.__table__
 region_events = RegionEvent.__table__
+alert_events = AlertEvent.__table__
+open_alerts = OpenAlert.__table__
 daemon_task_minutes = DaemonTaskMinute.__table__
 daemon_task_hours = DaemonTaskHour.__table__

@@ -10,26 +10,11 @@ import pytest
 from sqlalchemy import func, select
 
 from app.alerts import outbox, watcher
-from app.alerts.lanes import Lanes
 from app.cli import watcher_of
 from app.models import alert_deliveries, daemon_events
+from tests.support.alerting import SECRET, settled_tick
 from tests.support.api import HEADERS, heartbeat_body, registration
 from tests.support.webhook_receiver import start_receiver, verify_signature
-
-SECRET = "webhook-secret-0123456789"
-
-
-@pytest.fixture
-def senders():
-    with Lanes() as lanes:
-        yield lanes
-
-
-def settled_tick(app, lanes):
-    """One watcher tick, then wait until every delivery it handed over is settled."""
-    report = watcher.tick(watcher_of(app), lanes)
-    assert lanes.wait_idle(timeout=30)
-    return report
 
 
 @pytest.fixture

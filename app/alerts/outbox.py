@@ -1,8 +1,10 @@
 """The durable outbox: alerts are rows first and HTTP requests second.
 
-1. ``enqueue`` turns history events not yet handled into one delivery row per
-   webhook URL, in the transaction that marks the events handled. A unique
-   (event, url) pair keeps it at one row however many watchers race.
+1. ``enqueue`` turns events not yet handled -- status transitions from the
+   history (``daemon_events``) and other alerts (``alert_events``) -- into one
+   delivery row per webhook URL, in the transaction that marks the events
+   handled. A unique (source table, event, url) keeps it at one row however
+   many watchers race.
 2. ``claim`` leases due deliveries (pushing their next attempt past the lease)
    so no other watcher sends them meanwhile; a watcher killed mid-delivery
    simply lets the lease run out and the delivery is sent again (at least once;
@@ -14,16 +16,17 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, select, update
+from sqlalchemy import Connection, Row, Table, and_, select, update
 
 from app.alerts import rules
+from app.alerts.alert_events import webhook_body
 from app.alerts.webhooks import Outcome
-from app.models import alert_deliveries, daemon_events
+from app.models import alert_deliveries, alert_events, daemon_events
 from app.store.backend import backend
 
 LEASE = timedelta(seconds=60)
@@ -35,89 +38,88 @@ BATCH = 100
 
 
 @dataclass(frozen=True)
-class Hold:
-    """Events ``enqueue`` leaves for later: those after ``horizon`` and ``event_ids``."""
-
-    horizon: int
-    event_ids: frozenset[int] = frozenset()
-
-
-@dataclass(frozen=True)
 class Policy:
     urls: tuple[str, ...]
     alert_types: frozenset[str]
     max_attempts: int
 
 
-def enqueue(
-    conn: Connection, policy: Policy, *, now: datetime, hold: Hold | None = None
-) -> int:
-    """Create deliveries for events not yet handled; return how many were created.
+@dataclass(frozen=True)
+class _Source:
+    """A table of events the outbox turns into deliveries, and how it reads one."""
 
-    Events ``hold`` names, and any after its horizon, stay unhandled for a later tick.
-    """
-    created = 0
-    with conn.begin():
-        pending = daemon_events.c.alerted_at.is_(None)
-        if hold is not None:
-            pending &= daemon_events.c.id <= hold.horizon
-            if hold.event_ids:
-                pending &= daemon_events.c.id.not_in(sorted(hold.event_ids))
-        events = conn.execute(
-            select(daemon_events)
-            .where(pending)
-            .order_by(daemon_events.c.id)
-            .limit(BATCH)
-            # Two watchers take different events instead of queueing on the same rows.
-            .with_for_update(skip_locked=True)
-        ).all()
-        for event in events:
-            kind = _alert_worth_sending(conn, event, policy, now)
-            if kind:
-                created += add(conn, policy, event_id=event.id, kind=kind,
-                               payload=rules.payload(event, kind), now=now)
-        if events:
-            conn.execute(
-                update(daemon_events)
-                .where(daemon_events.c.id.in_([e.id for e in events]))
-                .values(alerted_at=now)
-            )
-    return created
+    table: Table
+    # The alert an event raises under the policy's types (None: none), and its webhook body.
+    alert_type: Callable[[Connection, Row[Any]], str | None]
+    body: Callable[[Row[Any], str], dict[str, Any]]
 
 
-def add(
-    conn: Connection, policy: Policy, *, event_id: int, kind: str, payload: dict[str, Any], now: datetime
-) -> int:
-    """One pending delivery of alert ``kind`` per webhook URL; how many were new."""
-    return sum(
-        backend(conn).insert_ignoring_conflicts(
-            conn,
-            alert_deliveries,
-            {
-                "event_id": event_id,
-                "alert_type": kind,
-                "url": url,
-                "payload": payload,
-                "state": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-            },
-        )
-        for url in policy.urls
-    )
-
-
-def _alert_worth_sending(conn: Connection, event: Row[Any], policy: Policy, now: datetime) -> str | None:
-    if not policy.urls or now - event.recorded_at > MAX_EVENT_AGE:
-        return None
+def _status_transition_alert(conn: Connection, event: Row[Any]) -> str | None:
+    # A status event means something only against the daemon's event before it.
     previous = conn.execute(
         select(daemon_events.c.kind, daemon_events.c.status)
         .where(daemon_events.c.daemon_id == event.daemon_id, daemon_events.c.id < event.id)
         .order_by(daemon_events.c.id.desc())
         .limit(1)
     ).first()
-    kind = rules.alert_type(event, previous)
+    return rules.alert_type(event, previous)
+
+
+SOURCES = (
+    _Source(daemon_events, _status_transition_alert, rules.payload),
+    # Recorded as the alert it is (app/alerts/alert_events.py).
+    _Source(alert_events, lambda _conn, event: event.alert_type, lambda event, _kind: webhook_body(event)),
+)
+
+
+def enqueue(conn: Connection, policy: Policy, *, now: datetime) -> int:
+    """Create deliveries for events not yet handled, from every source; return how many were created."""
+    return sum(_enqueue_from(conn, source, policy, now) for source in SOURCES)
+
+
+def _enqueue_from(conn: Connection, source: _Source, policy: Policy, now: datetime) -> int:
+    table = source.table
+    created = 0
+    with conn.begin():
+        events = conn.execute(
+            select(table)
+            .where(table.c.alerted_at.is_(None))
+            .order_by(table.c.id)
+            .limit(BATCH)
+            # Two watchers take different events instead of queueing on the same rows.
+            .with_for_update(skip_locked=True)
+        ).all()
+        for event in events:
+            kind = _alert_worth_sending(conn, source, event, policy, now)
+            for url in policy.urls if kind else ():
+                created += backend(conn).insert_ignoring_conflicts(
+                    conn,
+                    alert_deliveries,
+                    {
+                        "source": table.name,
+                        "event_id": event.id,
+                        "alert_type": kind,
+                        "url": url,
+                        "payload": source.body(event, kind),
+                        "state": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    },
+                )
+        if events:
+            conn.execute(
+                update(table).where(table.c.id.in_([e.id for e in events])).values(alerted_at=now)
+            )
+    return created
+
+
+def _alert_worth_sending(
+    conn: Connection, source: _Source, event: Row[Any], policy: Policy, now: datetime
+) -> str | None:
+    if not policy.urls or now - event.recorded_at > MAX_EVENT_AGE:
+        return None
+    kind = source.alert_type(conn, event)
     return kind if kind in policy.alert_types else None
 
 

@@ -65,8 +65,9 @@ class Backend:
 
     def insert_ignoring_conflicts(self, conn: Connection, table: Table, values: dict[str, Any]) -> int:
         """Insert ``values`` unless a unique constraint already holds such a row; 1 or 0."""
-        insert = self._dialect_module.insert(table)
-        return conn.execute(insert.values(values).on_conflict_do_nothing()).rowcount
+        insert = self._dialect_module.insert(table).values(values).on_conflict_do_nothing()
+        # SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg's is gone by then: -1).
+        return conn.execute(insert, execution_options={"preserve_rowcount": True}).rowcount
 
     def upsert(self, conn: Connection, table: Table, values: dict[str, Any], *, key: str) -> Row[Any]:
         """Insert ``values`` or, if a row with the same ``key`` exists, overwrite it; return the row."""
