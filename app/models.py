@@ -26,7 +26,6 @@ from app.store.timestamps import UTCDateTime
 Status = Literal["healthy", "degraded", "unhealthy"]
 STATUSES: tuple[str, ...] = get_args(Status)
 EVENT_KINDS = ("registered", "status_changed", "stale", "deregistered")
-REGION_EVENT_KINDS = ("disrupted", "recovered")
 DELIVERY_STATES = ("pending", "delivered", "failed")
 # The tables an alert delivery's event comes from (app/alerts/outbox.py).
 DELIVERY_SOURCES = ("daemon_events", "alert_events")
@@ -274,42 +273,11 @@ class AlertDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
 
-class RegionEvent(Base):
-    """A region outage and its end (app/alerts/region_outages.py).
-
-    ``disrupted`` names the region's silent daemons in ``daemons``; its
-    ``ended_at`` is set when the ``recovered`` event that closes it is written.
-    """
-
-    __tablename__ = "region_events"
-    __table_args__ = (
-        CheckConstraint(_in("kind", REGION_EVENT_KINDS), name="kind"),
-        Index(None, "region", "occurred_at"),
-        # One open disruption per region, however many watchers race to record it.
-        Index(
-            "ix_region_events_open",
-            "region",
-            unique=True,
-            postgresql_where=text("kind = 'disrupted' AND ended_at IS NULL"),
-            sqlite_where=text("kind = 'disrupted' AND ended_at IS NULL"),
-        ),
-    )
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    region: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    daemons: Mapped[list[str]] = mapped_column(Json)
-    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
 daemons = Daemon.__table__
 daemon_events = DaemonEvent.__table__
 service_liveness = ServiceLiveness.__table__
 service_outages = ServiceOutage.__table__
 alert_deliveries = AlertDelivery.__table__
-region_events = RegionEvent.__table__
 alert_events = AlertEvent.__table__
 open_alerts = OpenAlert.__table__
 daemon_task_minutes = DaemonTaskMinute.__table__

@@ -2,45 +2,43 @@
 
 The rule (like Kubernetes' zone disruption): a region is **disrupted** when
 more than half of its daemons, and at least ``MIN_SILENT``, fell silent within
-one TTL — counting the daemons whose 'stale' event took effect within the last
-TTL and that are still down (the event is their open one), against those plus
-the region's live daemons. The watcher then records one ``disrupted`` region
-event naming them and sends one ``region.disrupted`` alert; their 'stale'
-events (and those of daemons of the region that fall silent while it stays
-disrupted) are folded into it and raise no ``daemon.stale`` alert. History and
-uptime keep every daemon's own events: only alerting changes.
+one TTL -- counting the daemons whose 'stale' event took effect within the last
+TTL and that are still down (it is their open event), against those plus the
+region's live daemons. The watcher then raises ``region.disrupted`` once
+(app/alerts/open_alerts.py), naming the region and its silent daemons, and folds
+their 'stale' events into it: they raise no ``daemon.stale`` alert each, nor do
+the 'stale' events of the region's daemons that fall silent while it stays
+disrupted. History and uptime keep every daemon's own events; only alerting
+changes, and /health is untouched.
 
-Telling a region outage from a daemon that died takes up to one TTL after the
-first silence, so while a region *could* become disrupted (it has at least
-``MIN_SILENT`` daemons) the 'stale' alerts of its daemons are held for one TTL
-from the moment each went stale (``enqueue``'s ``Hold``), then sent if no
-disruption came of it. Daemons without a region are never held.
+Telling a region outage from one dead daemon takes up to a TTL after the first
+silence, so while a region *could* be disrupted (it has at least ``MIN_SILENT``
+daemons) the 'stale' alerts of its daemons are held for one TTL from the moment
+each went stale (``outbox.Hold``), then sent if no disruption came of it.
+Daemons without a region are never held.
 
-The region **recovers** when the disruption's daemons that are still down (no
-registration or deregistration since their 'stale' event) no longer meet the
-rule against the region's live daemons: more than half of them came back, or
-fewer than ``MIN_SILENT`` remain down. One ``recovered`` event closes the
-disruption and sends ``region.recovered``; the 'registered' events of its
-daemons that came back meanwhile raise no ``daemon.recovered`` alert each.
-
-Several watchers may run: a unique index on a region's open disruption lets
-only one of them record it, and a conditional UPDATE only one close it.
+The region **recovers** once its daemons still down since the disruption (a
+'stale' event at most a TTL before it was raised, and no registration or
+deregistration since) no longer meet the rule against its live daemons: more
+than half of them are back, or fewer than ``MIN_SILENT`` remain down. Then
+``region.recovered`` is sent once, naming who is back and who is still silent;
+the registrations of the region's daemons while it was disrupted raise no
+``daemon.recovered`` alert each.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy import Connection, func, select, update
 
-from app.alerts import outbox, rules
-from app.models import daemon_events, daemons, region_events
+from app.alerts import open_alerts, outbox
+from app.models import alert_events, daemon_events, daemons
+from app.models import open_alerts as open_alerts_table
 from app.registry import expiry
-from app.registry.wire import isoformat_z
-from app.store.backend import backend
 
 MIN_SILENT = 3
 DISRUPTED, RECOVERED = "region.disrupted", "region.recovered"
@@ -53,59 +51,59 @@ def disrupted(silent: int, live: int) -> bool:
 
 def ongoing(conn: Connection) -> set[str]:
     """The regions whose disruption has not ended."""
-    return set(
-        conn.execute(
-            select(region_events.c.region).where(
-                region_events.c.kind == "disrupted", region_events.c.ended_at.is_(None)
-            )
-        ).scalars()
-    )
+    return open_alerts.subjects(conn, DISRUPTED)
 
 
 @dataclass
 class _Region:
     live: int = 0
-    silent: dict[str, int] | None = None  # daemon id -> its open 'stale' event's id
+    # Daemons whose 'stale' event is their open one: id -> (event id, when it went stale).
+    down: dict[str, tuple[int, datetime]] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.silent = self.silent or {}
+    def down_since(self, moment: datetime) -> dict[str, int]:
+        return {daemon: event for daemon, (event, at) in self.down.items() if at > moment}
 
 
 def evaluate(conn: Connection, policy: outbox.Policy, *, now: datetime, ttl: timedelta) -> outbox.Hold:
-    """Record disruptions and recoveries, fold their daemons' events; what ``enqueue`` must hold.
+    """Raise and recover region disruptions, fold their daemons' events; what ``enqueue`` must hold.
 
-    Events written after this looked (the horizon) wait for the next tick, so
-    none slips past the decision. With ``region.disrupted`` left out of
-    ALERT_EVENTS nothing is held or folded: daemons alert one by one as before.
+    History events written after this looked (past the horizon) wait for the
+    next tick, so none slips past the decision. With ``region.disrupted`` left
+    out of ALERT_EVENTS nothing is held or folded: daemons alert one by one.
     """
     with conn.begin():
         horizon = conn.execute(select(func.coalesce(func.max(daemon_events.c.id), 0))).scalar_one()
         if DISRUPTED not in policy.alert_types:
             return outbox.Hold(horizon)
-        regions = _regions(conn, now=now, ttl=ttl, horizon=horizon)
-        open_disruptions = {
-            row.region: row
-            for row in conn.execute(
-                select(region_events).where(
-                    region_events.c.kind == "disrupted", region_events.c.ended_at.is_(None)
+        raised = dict(
+            conn.execute(
+                select(open_alerts_table.c.subject, open_alerts_table.c.raised_at).where(
+                    open_alerts_table.c.alert_type == DISRUPTED
                 )
-            )
-        }
+            ).all()
+        )
+        earliest = min([now, *raised.values()]) - ttl
         held: set[int] = set()
-        for name, region in regions.items():
-            if name in open_disruptions:
+        regions = _regions(conn, now=now, since=earliest, horizon=horizon)
+        # A disrupted region is followed even when none of its daemons is left to count.
+        for name in sorted(regions.keys() | raised.keys()):
+            region = regions.get(name, _Region())
+            if name in raised:
+                _follow(conn, name, region, raised_at=raised[name], now=now, ttl=ttl, horizon=horizon)
                 continue
-            if disrupted(len(region.silent), region.live):
-                _record_disruption(conn, policy, name, region, now=now)
-            elif len(region.silent) + region.live >= MIN_SILENT:
-                held |= set(region.silent.values())
-        for name, disruption in open_disruptions.items():
-            _follow(conn, policy, disruption, regions.get(name, _Region()), now=now, horizon=horizon)
+            recent = region.down_since(now - ttl)
+            if disrupted(len(recent), region.live):
+                payload = {"region": name, "daemons": sorted(recent), "silent": len(recent),
+                           "active": region.live}
+                if open_alerts.raise_once(conn, DISRUPTED, name, payload, now=now):
+                    _fold(conn, recent.values(), now=now)
+            if len(recent) + region.live >= MIN_SILENT:
+                held |= set(recent.values())  # folded already if just raised (by anyone)
     return outbox.Hold(horizon, frozenset(held))
 
 
-def _regions(conn: Connection, *, now: datetime, ttl: timedelta, horizon: int) -> dict[str, _Region]:
-    """Each region's live daemons and its daemons that went stale within the TTL and stay down."""
+def _regions(conn: Connection, *, now: datetime, since: datetime, horizon: int) -> dict[str, _Region]:
+    """Each region's live daemons and those that went stale after ``since`` and are still down."""
     found: dict[str, _Region] = defaultdict(_Region)
     live = conn.execute(
         select(daemons.c.region, func.count())
@@ -114,106 +112,60 @@ def _regions(conn: Connection, *, now: datetime, ttl: timedelta, horizon: int) -
     )
     for region, count in live:
         found[region].live = count
-    silent = conn.execute(
-        select(daemon_events.c.id, daemon_events.c.daemon_id, daemon_events.c.state).where(
+    down = conn.execute(
+        select(daemon_events.c.id, daemon_events.c.daemon_id, daemon_events.c.occurred_at,
+               daemon_events.c.state).where(
             daemon_events.c.kind == "stale",
             daemon_events.c.ended_at.is_(None),
-            daemon_events.c.occurred_at > now - ttl,
+            daemon_events.c.occurred_at > since,
             daemon_events.c.id <= horizon,
         )
     )
-    for event_id, daemon_id, state in silent:
-        # The region is the DaemonState's at the time (wire.py), kept in the event.
-        region = (state or {}).get("region")
+    for event_id, daemon_id, occurred_at, state in down:
+        # The DaemonState of the moment (wire.py) carries the daemon's region.
+        region = _region_of(state)
         if region is not None:
-            found[region].silent[daemon_id] = event_id
+            found[region].down[daemon_id] = (event_id, occurred_at)
     return found
 
 
-def _record_disruption(
-    conn: Connection, policy: outbox.Policy, name: str, region: _Region, *, now: datetime
-) -> None:
-    silent = sorted(region.silent)
-    values = {"region": name, "kind": "disrupted", "occurred_at": now, "recorded_at": now,
-              "daemons": silent, "ended_at": None}
-    # Another watcher may have recorded it first: its row wins, this one is dropped.
-    if not backend(conn).insert_ignoring_conflicts(conn, region_events, values):
-        return
-    event = conn.execute(
-        select(region_events).where(
-            region_events.c.region == name,
-            region_events.c.kind == "disrupted",
-            region_events.c.ended_at.is_(None),
-        )
-    ).one()
-    _fold(conn, list(region.silent.values()), now=now)
-    extra = {"daemons": silent, "silent": len(silent), "active": region.live}
-    outbox.add(conn, policy, event_id=event.id, kind=DISRUPTED,
-               payload=rules.region_payload(event, DISRUPTED, extra), now=now)
+def _region_of(state: dict[str, Any] | None) -> str | None:
+    return (state or {}).get("region")
 
 
 def _follow(
-    conn: Connection, policy: outbox.Policy, disruption: Row[Any], region: _Region, *,
-    now: datetime, horizon: int,
+    conn: Connection, name: str, region: _Region, *, raised_at: datetime, now: datetime,
+    ttl: timedelta, horizon: int,
 ) -> None:
-    """An ongoing disruption: take in newly silent daemons, fold their events, end it on return."""
-    named = set(disruption.daemons) | set(region.silent)
-    _fold(conn, list(region.silent.values()), now=now)
-    if named != set(disruption.daemons):
-        conn.execute(
-            update(region_events).where(region_events.c.id == disruption.id)
-            .values(daemons=sorted(named))
-        )
-    # Their returns (registrations) are the region's recovery, not one alert each.
-    returned_events = conn.execute(
-        select(daemon_events.c.id).where(
-            daemon_events.c.daemon_id.in_(named),
+    """A disrupted region: fold what its daemons' going and coming raise; recover when they are back."""
+    down = region.down_since(raised_at - ttl)
+    _fold(conn, down.values(), now=now)
+    returns = conn.execute(
+        select(daemon_events.c.id, daemon_events.c.state).where(
             daemon_events.c.kind == "registered",
-            daemon_events.c.occurred_at >= disruption.occurred_at,
             daemon_events.c.alerted_at.is_(None),
+            daemon_events.c.occurred_at >= raised_at,
             daemon_events.c.id <= horizon,
         )
-    ).scalars().all()
-    _fold(conn, returned_events, now=now)
-    down = _still_down(conn, named)
+    )
+    _fold(conn, [event_id for event_id, state in returns if _region_of(state) == name], now=now)
     if disrupted(len(down), region.live):
         return
-    closed = conn.execute(
-        update(region_events)
-        .where(region_events.c.id == disruption.id, region_events.c.ended_at.is_(None))
-        .values(ended_at=now)
-    ).rowcount
-    if closed != 1:
-        return  # another watcher ended it
-    back = sorted(named - down)
-    event = conn.execute(
-        insert(region_events).values(region=disruption.region, kind="recovered", occurred_at=now,
-                                     recorded_at=now, daemons=back, ended_at=None)
-        .returning(region_events)
-    ).one()
-    extra = {"daemons": back, "stillSilent": sorted(down),
-             "disruptedAt": isoformat_z(disruption.occurred_at)}
-    outbox.add(conn, policy, event_id=event.id, kind=RECOVERED,
-               payload=rules.region_payload(event, RECOVERED, extra), now=now)
+    named = conn.execute(
+        select(alert_events.c.payload)
+        .where(alert_events.c.alert_type == DISRUPTED, alert_events.c.subject == name)
+        .order_by(alert_events.c.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    silent = set((named or {}).get("daemons", [])) | set(down)
+    payload = {"region": name, "daemons": sorted(silent - set(down)), "stillSilent": sorted(down),
+               "active": region.live}
+    open_alerts.recover_once(conn, DISRUPTED, name, RECOVERED, payload, now=now)
 
 
-def _still_down(conn: Connection, daemon_ids: set[str]) -> set[str]:
-    """Which of ``daemon_ids`` have a 'stale' event as their latest (open) one."""
-    if not daemon_ids:
-        return set()
-    return set(
-        conn.execute(
-            select(daemon_events.c.daemon_id).where(
-                daemon_events.c.daemon_id.in_(daemon_ids),
-                daemon_events.c.ended_at.is_(None),
-                daemon_events.c.kind == "stale",
-            )
-        ).scalars()
-    )
-
-
-def _fold(conn: Connection, event_ids: list[int], *, now: datetime) -> None:
-    """Mark daemon events as handled by a region alert: they raise none of their own."""
+def _fold(conn: Connection, event_ids, *, now: datetime) -> None:
+    """Mark history events as handled by a region alert: they raise none of their own."""
+    event_ids = list(event_ids)
     if event_ids:
         conn.execute(
             update(daemon_events)
