@@ -18,7 +18,10 @@ from hypothesis import strategies as st
 from app.http.openapi.document import document
 from tests.support.api import HEADERS, heartbeat_body, registration
 
-VALID_BODIES = {"/api/daemon/register": registration(), "/api/daemon/heartbeat": heartbeat_body()}
+VALID_BODIES = {
+    "/api/daemon/register": registration(region="eu-west"),
+    "/api/daemon/heartbeat": heartbeat_body(),
+}
 VALID_QUERY_VALUES = {
     "window": "24h",
     "from": "2026-01-25T11:00:00Z",
@@ -26,6 +29,7 @@ VALID_QUERY_VALUES = {
     "after": "0",
     "limit": "10",
     "step": "1h",
+    "region": "eu-west",
 }
 UNSTORABLE = ["\x00", "\ud800", "\udbff", "\udc00", "\udfff", "\udc00\ud800"]
 STORABLE_TEXT_RULE = "must not contain U+0000 (NUL) or unpaired surrogates"
