@@ -28,7 +28,6 @@ the registrations of the region's daemons while it was disrupted raise no
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -84,10 +83,9 @@ def evaluate(conn: Connection, policy: outbox.Policy, *, now: datetime, ttl: tim
         )
         earliest = min([now, *raised.values()]) - ttl
         held: set[int] = set()
-        regions = _regions(conn, now=now, since=earliest, horizon=horizon)
         # A disrupted region is followed even when none of its daemons is left to count.
-        for name in sorted(regions.keys() | raised.keys()):
-            region = regions.get(name, _Region())
+        regions = _regions(conn, now=now, since=earliest, horizon=horizon, disrupted_now=set(raised))
+        for name, region in sorted(regions.items()):
             if name in raised:
                 _follow(conn, name, region, raised_at=raised[name], now=now, ttl=ttl, horizon=horizon)
                 continue
@@ -102,16 +100,12 @@ def evaluate(conn: Connection, policy: outbox.Policy, *, now: datetime, ttl: tim
     return outbox.Hold(horizon, frozenset(held))
 
 
-def _regions(conn: Connection, *, now: datetime, since: datetime, horizon: int) -> dict[str, _Region]:
-    """Each region's live daemons and those that went stale after ``since`` and are still down."""
-    found: dict[str, _Region] = defaultdict(_Region)
-    live = conn.execute(
-        select(daemons.c.region, func.count())
-        .where(expiry.live(now), daemons.c.region.is_not(None))
-        .group_by(daemons.c.region)
-    )
-    for region, count in live:
-        found[region].live = count
+def _regions(
+    conn: Connection, *, now: datetime, since: datetime, horizon: int, disrupted_now: set[str]
+) -> dict[str, _Region]:
+    """The regions with daemons that went stale after ``since`` and are still down, and
+    ``disrupted_now``: each with those daemons and its live count (none: nothing to count)."""
+    found: dict[str, _Region] = {name: _Region() for name in disrupted_now}
     down = conn.execute(
         select(daemon_events.c.id, daemon_events.c.daemon_id, daemon_events.c.occurred_at,
                daemon_events.c.state).where(
@@ -125,7 +119,16 @@ def _regions(conn: Connection, *, now: datetime, since: datetime, horizon: int) 
         # The DaemonState of the moment (wire.py) carries the daemon's region.
         region = _region_of(state)
         if region is not None:
-            found[region].down[daemon_id] = (event_id, occurred_at)
+            found.setdefault(region, _Region()).down[daemon_id] = (event_id, occurred_at)
+    if found:
+        # Counted only for the regions in question, on the (region, expires_at) index.
+        live = conn.execute(
+            select(daemons.c.region, func.count())
+            .where(daemons.c.region.in_(sorted(found)), expiry.live(now))
+            .group_by(daemons.c.region)
+        )
+        for region, count in live:
+            found[region].live = count
     return found
 
 
