@@ -224,3 +224,16 @@ def test_two_watchers_alert_a_disruption_and_its_recovery_once(postgres_database
         receiver.stop()
         for app in apps:
             database(app).dispose()
+
+
+def test_retiring_the_silent_daemons_ends_the_disruption(fleet, receiver):
+    _staggered_outage(fleet)
+    fleet.run(TTL)
+    for n in range(1, 5):  # the region is gone for good: an admin retires its daemons
+        fleet.register(f"w{n}")
+        assert fleet.client.delete(f"/api/daemon/w{n}", headers=HEADERS).status_code == 200
+        fleet.silence(f"w{n}")
+    fleet.run(TICK)
+    recovered = _region_alert(receiver, "region.recovered")
+    assert (recovered["daemons"], recovered["stillSilent"]) == (["w1", "w2", "w3"], [])
+    assert fleet.regions()["eu-west"]["disrupted"] is False

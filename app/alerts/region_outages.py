@@ -28,6 +28,8 @@ the registrations of the region's daemons while it was disrupted raise no
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +40,8 @@ from app.alerts import open_alerts, outbox
 from app.models import alert_events, daemon_events, daemons
 from app.models import open_alerts as open_alerts_table
 from app.registry import expiry
+
+log = logging.getLogger(__name__)
 
 MIN_SILENT = 3
 DISRUPTED, RECOVERED = "region.disrupted", "region.recovered"
@@ -95,6 +99,8 @@ def evaluate(conn: Connection, policy: outbox.Policy, *, now: datetime, ttl: tim
                            "active": region.live}
                 if open_alerts.raise_once(conn, DISRUPTED, name, payload, now=now):
                     _fold(conn, recent.values(), now=now)
+                    log.warning("region %s disrupted: %d of %d daemons silent (%s)", name, len(recent),
+                                len(recent) + region.live, ", ".join(sorted(recent)))
             if len(recent) + region.live >= MIN_SILENT:
                 held |= set(recent.values())  # folded already if just raised (by anyone)
     return outbox.Hold(horizon, frozenset(held))
@@ -163,12 +169,13 @@ def _follow(
     silent = set((named or {}).get("daemons", [])) | set(down)
     payload = {"region": name, "daemons": sorted(silent - set(down)), "stillSilent": sorted(down),
                "active": region.live}
-    open_alerts.recover_once(conn, DISRUPTED, name, RECOVERED, payload, now=now)
+    if open_alerts.recover_once(conn, DISRUPTED, name, RECOVERED, payload, now=now):
+        log.info("region %s recovered: %d back, %d still silent", name, len(payload["daemons"]), len(down))
 
 
-def _fold(conn: Connection, event_ids, *, now: datetime) -> None:
+def _fold(conn: Connection, events: Iterable[int], *, now: datetime) -> None:
     """Mark history events as handled by a region alert: they raise none of their own."""
-    event_ids = list(event_ids)
+    event_ids = list(events)
     if event_ids:
         conn.execute(
             update(daemon_events)
