@@ -237,3 +237,22 @@ def test_retiring_the_silent_daemons_ends_the_disruption(fleet, receiver):
     recovered = _region_alert(receiver, "region.recovered")
     assert (recovered["daemons"], recovered["stillSilent"]) == (["w1", "w2", "w3"], [])
     assert fleet.regions()["eu-west"]["disrupted"] is False
+
+
+def test_with_a_long_ttl_a_stale_alert_is_held_ten_minutes_at_most(make_app, app, clock, receiver):
+    alerting = make_app(alert_webhook_urls=(receiver.url,), alert_webhook_secret=SECRET,
+                        daemon_ttl_seconds=7200)
+    with Lanes() as lanes:
+        fleet = Fleet([alerting], clock, [lanes])
+        for n in range(1, 6):
+            fleet.register(f"w{n}")
+        fleet.silence("w1")
+        clock.advance(7000 - TICK)
+        fleet.run(TICK)  # the others' one heartbeat, good for two more hours
+        fleet.beating.clear()
+        clock.advance(200)
+        fleet.run(TICK)  # 7205 s: w1 went stale at 7200 s
+        fleet.run(600 - 2 * TICK)  # 7795 s
+        assert _alerts(receiver) == []
+        fleet.run(TICK)  # 7800 s: ten minutes after it went stale
+    assert _alerts(receiver) == [("daemon.stale", "w1")]

@@ -13,8 +13,9 @@ changes, and /health is untouched.
 
 Telling a region outage from one dead daemon takes up to a TTL after the first
 silence, so while a region *could* be disrupted (it has at least ``MIN_SILENT``
-daemons) the 'stale' alerts of its daemons are held for one TTL from the moment
-each went stale (``outbox.Hold``), then sent if no disruption came of it.
+daemons) the 'stale' alerts of its daemons are held for one TTL (at most
+``MAX_HOLD``) from the moment each went stale (``outbox.Hold``), then sent if no
+disruption came of it.
 Daemons without a region are never held.
 
 The region **recovers** once its daemons still down since the disruption (a
@@ -44,6 +45,9 @@ from app.registry import expiry
 log = logging.getLogger(__name__)
 
 MIN_SILENT = 3
+# The longest a stale alert is held: well inside the outbox's MAX_EVENT_AGE, past which an
+# event is too old to page anyone, whatever the TTL.
+MAX_HOLD = timedelta(minutes=10)
 DISRUPTED, RECOVERED = "region.disrupted", "region.recovered"
 
 
@@ -102,7 +106,8 @@ def evaluate(conn: Connection, policy: outbox.Policy, *, now: datetime, ttl: tim
                     log.warning("region %s disrupted: %d of %d daemons silent (%s)", name, len(recent),
                                 len(recent) + region.live, ", ".join(sorted(recent)))
             if len(recent) + region.live >= MIN_SILENT:
-                held |= set(recent.values())  # folded already if just raised (by anyone)
+                # Folded already if just raised (by anyone); else wait and see, a while.
+                held |= set(region.down_since(now - min(ttl, MAX_HOLD)).values())
     return outbox.Hold(horizon, frozenset(held))
 
 
