@@ -35,6 +35,8 @@ ALERT_TYPES = (
     "daemon.deregistered",
     "daemon.error_rate_high",
     "daemon.error_rate_ok",
+    "region.disrupted",
+    "region.recovered",
 )
 # ALERT_ERROR_RATE_WINDOW: minutes or hours, from one minute (the buckets' resolution) to a day.
 _ERROR_RATE_WINDOW = re.compile(r"^([1-9][0-9]{0,3})([mh])$")
@@ -68,6 +70,7 @@ class Settings:
     alert_max_attempts: int = 8
     watch_interval_seconds: int = 2
     metrics_api_keys: tuple[str, ...] = ()
+    service_region: str | None = None
     # The error-rate alert (app/alerts/error_rate.py): off while the threshold is None.
     alert_error_rate_threshold: float | None = None
     alert_error_rate_window: timedelta = timedelta(minutes=15)
@@ -106,6 +109,7 @@ class Settings:
             "ALERT_MAX_ATTEMPTS": self.alert_max_attempts,
             "WATCH_INTERVAL_SECONDS": self.watch_interval_seconds,
             "METRICS_API_KEYS": self.metrics_api_keys,
+            "SERVICE_REGION": self.service_region,
             "ALERT_ERROR_RATE_THRESHOLD": self.alert_error_rate_threshold,
             "ALERT_ERROR_RATE_WINDOW": self.alert_error_rate_window,
             "ALERT_ERROR_RATE_MIN_TASKS": self.alert_error_rate_min_tasks,
@@ -263,6 +267,19 @@ def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def _service_region(env: Mapping[str, str]) -> str | None:
+    # Imported here: the app package imports this module while it loads.
+    from app.registry.schemas import region_error
+
+    value = env.get("SERVICE_REGION", "").strip()
+    if not value:
+        return None
+    problem = region_error(value)
+    if problem:
+        raise ConfigError(f"SERVICE_REGION {problem}, got {value!r}")
+    return value
+
+
 def database_url_from_env(env: Mapping[str, str]) -> str:
     """DATABASE_URL with the psycopg 3 driver named; the SQLite file by default."""
     url = env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
@@ -320,6 +337,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             env, "WATCH_INTERVAL_SECONDS", defaults.watch_interval_seconds, minimum=1
         ),
         metrics_api_keys=keys["METRICS_API_KEY"],
+        service_region=_service_region(env),
         alert_error_rate_threshold=error_rate_threshold,
         alert_error_rate_window=_error_rate_window(env, defaults.alert_error_rate_window),
         alert_error_rate_min_tasks=_int(

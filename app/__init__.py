@@ -16,6 +16,7 @@ from app.http.leases import bp as leases_bp
 from app.http.metrics import bp as metrics_bp
 from app.http.openapi.document import bp as openapi_bp
 from app.http.registry import PROBE_KEY
+from app.http.regions import bp as regions_bp
 from app.http.registry import bp as daemons_bp
 from app.http.task_metrics import bp as task_metrics_bp
 from app.http.uptime import bp as uptime_bp
@@ -47,8 +48,10 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     rate_limit = limiter.init_app(app)
     request_metrics.init_app(app)
     # Every blueprint whose endpoints take a key, in one place: key check and rate limit.
-    auth.register_keyed(app, rate_limit, metrics_bp, fleet_bp, uptime_bp, task_metrics_bp, daemons_bp,
-                       leases_bp)
+    auth.register_keyed(
+        app, rate_limit, metrics_bp, fleet_bp, regions_bp, uptime_bp, task_metrics_bp, daemons_bp,
+        leases_bp,
+    )
     app.register_blueprint(openapi_bp)
     app.register_blueprint(dashboard_bp)
     return app

@@ -74,6 +74,8 @@ class Daemon(Base):
         CheckConstraint("tasks_processed >= 0", name="tasks_processed"),
         # The watcher's range scan for newly expired rows (expiry.expired_unrecorded).
         Index(None, "expires_at"),
+        # /health?region= and /api/regions: one region's rows, its expired ones first.
+        Index(None, "region", "expires_at"),
     )
 
     daemon_id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -106,6 +108,8 @@ class Daemon(Base):
     unsampled_failed: Mapped[int] = mapped_column(BigInteger, server_default="0")
     unsampled_task_ms: Mapped[float] = mapped_column(Double, server_default="0")
     unsampled_timed_tasks: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Where the daemon runs (registration's region, else the instance's SERVICE_REGION).
+    region: Mapped[str | None] = mapped_column(String(64))
 
 
 class DaemonEvent(Base):

@@ -43,6 +43,7 @@ def test_every_variable_is_read():
             "ALERT_ERROR_RATE_WINDOW": "1h",
             "ALERT_ERROR_RATE_MIN_TASKS": "100",
             "ALERT_ERROR_RATE_RECOVERY": "0",
+            "SERVICE_REGION": "eu-west-1",
         }
     )
     assert settings == Settings(
@@ -60,6 +61,7 @@ def test_every_variable_is_read():
         alert_error_rate_window=timedelta(hours=1),
         alert_error_rate_min_tasks=100,
         alert_error_rate_recovery=0.0,
+        service_region="eu-west-1",
     )
 
 
@@ -105,6 +107,9 @@ def test_short_admin_key_is_refused():
         ("ALERT_ERROR_RATE_MIN_TASKS", "0", "ALERT_ERROR_RATE_MIN_TASKS must be at least 1"),
         ("ALERT_ERROR_RATE_RECOVERY", "0.01", "ALERT_ERROR_RATE_RECOVERY is set but ALERT_ERROR_RATE_THRESHOLD is not"),
         ("ALERT_EVENTS", "daemon.error_rate", "ALERT_EVENTS: unknown daemon.error_rate"),
+        ("SERVICE_REGION", "eu west", "SERVICE_REGION must be 1-64 characters"),
+        ("SERVICE_REGION", "r" * 65, "SERVICE_REGION must be 1-64 characters"),
+        ("SERVICE_REGION", "-east", "SERVICE_REGION must be 1-64 characters"),
     ],
 )
 def test_bad_values_name_the_variable(name, value, message):

@@ -24,6 +24,7 @@ CALLS = {
     "daemons.health": ("get", "/api/daemon/health", None),
     "fleet.list_daemons": ("get", "/api/daemons", None),
     "fleet.list_events": ("get", "/api/events", None),
+    "regions.list_regions": ("get", "/api/regions", None),
     "uptime.fleet_uptime": ("get", "/api/daemon/uptime", None),
     "uptime.daemon_uptime": ("get", f"/api/daemon/{DAEMON_ID}/uptime", None),
     "task_metrics.fleet_metrics": ("get", "/api/daemon/metrics", None),
@@ -42,7 +43,7 @@ ALLOWED = {
         "leases.acquire", "leases.release",
     },
     "read": {
-        "daemons.get_daemon", "fleet.list_daemons", "fleet.list_events",
+        "daemons.get_daemon", "fleet.list_daemons", "fleet.list_events", "regions.list_regions",
         "uptime.fleet_uptime", "uptime.daemon_uptime", "task_metrics.fleet_metrics",
         "task_metrics.daemon_metrics", "metrics.metrics", "leases.list_leases",
     },

@@ -86,3 +86,16 @@ def test_defaults_say_what_happened_in_words():
 )
 def test_durations_read_as_the_two_largest_units(seconds, words):
     assert messages.readable_duration(timedelta(seconds=seconds)) == words
+
+
+def test_a_region_outage_names_its_silent_daemons():
+    figures = {"region": "eu-west", "daemons": ["w1", "w2", "w3"], "silent": 3, "active": 2}
+    event = SimpleNamespace(id=12, alert_type="region.disrupted", subject="eu-west", occurred_at=AT,
+                            payload=figures)
+    rendered = messages.render_alert_event(event, "region.disrupted")
+    assert rendered["title"] == "Region eu-west is disrupted: 3 daemons fell silent together"
+    assert rendered["body"].startswith(
+        "3 daemons of region eu-west stopped sending heartbeats within one TTL, by "
+        "2026-01-25 12:30:00 UTC: w1, w2, w3. 2 of its daemons are still heartbeating."
+    )
+    assert rendered["notifyType"] == "failure" and rendered["daemonId"] is None

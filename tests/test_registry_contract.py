@@ -129,6 +129,7 @@ def test_health_lists_every_daemon_state_field(make_daemon, beat, read_health):
         "tasksProcessed": 42,
         "currentTask": "evt_123",
         "reportedLastHeartbeat": "2026-01-25T12:05:00Z",
+        "region": None,
     }
     assert health["stale"] == []
     assert health["totalActive"] == 1

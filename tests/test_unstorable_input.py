@@ -20,7 +20,7 @@ from tests.support.api import HEADERS, heartbeat_body, registration
 
 DAEMON = "daemon_macmini_1"
 VALID_BODIES = {
-    "/api/daemon/register": registration(),
+    "/api/daemon/register": registration(region="eu-west"),
     "/api/daemon/heartbeat": heartbeat_body(),
     "/api/leases/{name}": {"daemonId": DAEMON},
 }
@@ -32,6 +32,7 @@ VALID_QUERY_VALUES = {
     "limit": "10",
     "step": "1h",
     "daemonId": DAEMON,
+    "region": "eu-west",
 }
 UNSTORABLE = ["\x00", "\ud800", "\udbff", "\udc00", "\udfff", "\udc00\ud800"]
 STORABLE_TEXT_RULE = "must not contain U+0000 (NUL) or unpaired surrogates"

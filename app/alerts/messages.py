@@ -85,6 +85,20 @@ DEFAULTS = {
             "$daemonId failed $failedTasks of $tasks tasks over the last $window ($errorRate) "
             "by $occurredAt: at or below $recoveryThreshold, so the error-rate alert has ended.",
         ),
+        MessageTemplate(
+            "region.disrupted",
+            "Region $region is disrupted: $silent daemons fell silent together",
+            "$silent daemons of region $region stopped sending heartbeats within one TTL, by "
+            "$occurredAt: $daemons. $active of its daemons are still heartbeating.\n"
+            "A region outage (network, power, the region's own dependencies) is likelier than "
+            "$silent daemons failing at once; their own stale alerts are folded into this one.",
+        ),
+        MessageTemplate(
+            "region.recovered",
+            "Region $region has recovered",
+            "Region $region is no longer disrupted at $occurredAt. Back: $daemons. "
+            "Still silent: $stillSilent. Heartbeating: $active.",
+        ),
     )
 }
 
@@ -105,7 +119,10 @@ PLACEHOLDERS = {
 _ERROR_RATE_FIGURES = ("daemonId", "errorRate", "tasks", "failedTasks", "window", "threshold",
                        "recoveryThreshold")
 ALERT_EVENT_FIGURES = {"daemon.error_rate_high": _ERROR_RATE_FIGURES,
-                       "daemon.error_rate_ok": _ERROR_RATE_FIGURES}
+                       "daemon.error_rate_ok": _ERROR_RATE_FIGURES,
+                       # app/alerts/region_outages.py
+                       "region.disrupted": ("region", "daemons", "silent", "active"),
+                       "region.recovered": ("region", "daemons", "stillSilent", "active")}
 _RATES = frozenset({"errorRate", "threshold", "recoveryThreshold"})
 PLACEHOLDERS |= {
     alert_type: ("alertType", "eventId", "occurredAt") + figures
@@ -113,8 +130,9 @@ PLACEHOLDERS |= {
 }
 # How the channel shows it (Slack's colour, ntfy's tag): bad news, good news, or neither.
 NOTIFY_TYPES = {"daemon.stale": "failure", "daemon.unhealthy": "failure",
-                "daemon.error_rate_high": "failure", "daemon.recovered": "success",
-                "daemon.healthy_again": "success", "daemon.error_rate_ok": "success"}
+                "daemon.error_rate_high": "failure", "region.disrupted": "failure",
+                "daemon.recovered": "success", "daemon.healthy_again": "success",
+                "daemon.error_rate_ok": "success", "region.recovered": "success"}
 
 
 class TemplateError(ValueError):
@@ -174,8 +192,10 @@ def render_alert_event(
     values = {"alertType": alert_type, "eventId": event_id, "occurredAt": readable_time(event.occurred_at)}
     for name in ALERT_EVENT_FIGURES[alert_type]:
         value = event.payload.get(name)
-        if value is None:
+        if value is None or value == []:
             values[name] = "none"
+        elif isinstance(value, list):
+            values[name] = ", ".join(map(str, value))
         else:
             values[name] = f"{value * 100:.3g} %" if name in _RATES else str(value)
     return _message(event_id, alert_type, event.payload.get("daemonId"), values, overrides)

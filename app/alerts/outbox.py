@@ -93,18 +93,37 @@ SOURCES = (
 )
 
 
-def enqueue(conn: Connection, policy: Policy, *, now: datetime) -> int:
-    """Create deliveries for events not yet handled, from every source; return how many were created."""
-    return sum(_enqueue_from(conn, source, policy, now) for source in SOURCES)
+@dataclass(frozen=True)
+class Hold:
+    """History events ``enqueue`` leaves for a later tick: any after ``horizon``, and ``event_ids``."""
+
+    horizon: int
+    event_ids: frozenset[int] = frozenset()
 
 
-def _enqueue_from(conn: Connection, source: _Source, policy: Policy, now: datetime) -> int:
+def enqueue(conn: Connection, policy: Policy, *, now: datetime, hold: Hold | None = None) -> int:
+    """Create deliveries for events not yet handled, from every source; return how many were created.
+
+    ``hold`` names history events to leave unhandled for a later tick (app/alerts/region_outages.py).
+    """
+    return sum(
+        _enqueue_from(conn, source, policy, now, hold if source.table is daemon_events else None)
+        for source in SOURCES
+    )
+
+
+def _enqueue_from(conn: Connection, source: _Source, policy: Policy, now: datetime, hold: Hold | None) -> int:
     table = source.table
+    pending = table.c.alerted_at.is_(None)
+    if hold is not None:
+        pending &= table.c.id <= hold.horizon
+        if hold.event_ids:
+            pending &= table.c.id.not_in(sorted(hold.event_ids))
     created = 0
     with conn.begin():
         events = conn.execute(
             select(table)
-            .where(table.c.alerted_at.is_(None))
+            .where(pending)
             .order_by(table.c.id)
             .limit(BATCH)
             # Two watchers take different events instead of queueing on the same rows.

@@ -35,3 +35,15 @@ def payload(event: Row[Any], kind: str) -> dict[str, Any]:
         "recordedAt": isoformat_z(event.recorded_at),
         "daemon": event.state,
     }
+
+
+def region_payload(event: Row[Any], kind: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """The webhook body of a region alert (app/alerts/region_outages.py); ``rgn_`` ids."""
+    return {
+        "id": f"rgn_{event.id}",
+        "type": kind,
+        "region": event.region,
+        "occurredAt": isoformat_z(event.occurred_at),
+        "recordedAt": isoformat_z(event.recorded_at),
+        **extra,
+    }

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, Row
 from sqlalchemy.exc import DBAPIError
 
-from app.alerts import error_rate, outbox, senders
+from app.alerts import error_rate, outbox, region_outages, senders
 from app.alerts.lanes import Lanes
 from app.clock import Clock
 from app.registry import expiry, outage_grace, service
@@ -78,7 +78,8 @@ def tick(watcher: Watcher, lanes: Lanes) -> TickReport:
         report.sampled = buckets.sample(conn)
         if error_rate_rule is not None:
             report.error_rate_alerts = error_rate.evaluate(conn, error_rate_rule, now=now)
-        report.enqueued = outbox.enqueue(conn, rules, now=now)
+        hold = region_outages.evaluate(conn, rules, now=now, ttl=ttl)
+        report.enqueued = outbox.enqueue(conn, rules, now=now, hold=hold)
         due: list[Row[Any]] = []
         for url in outbox.due_urls(conn, now=now):
             # A lane still busy with a slow receiver takes no more than it has room for.

@@ -12,7 +12,14 @@ from app.http.auth import current_caller
 from app.http.context import connection, now, settings
 from app.http.errors import error_response
 from app.registry import expiry, outage_grace, service
-from app.registry.schemas import Body, HeartbeatIn, RegistrationIn, parse_body
+from app.registry.schemas import (
+    Body,
+    HeartbeatIn,
+    InvalidInput,
+    RegistrationIn,
+    parse_body,
+    region_error,
+)
 from app.registry.wire import isoformat_z
 
 bp = Blueprint("daemons", __name__, url_prefix="/api/daemon")
@@ -51,7 +58,10 @@ def _json_body(model: type[Body]) -> Body:
 @bp.post("/register")
 def register() -> tuple[Response, int]:
     reg = _json_body(RegistrationIn)
-    service.register(connection(), reg, now=now(), ttl=_ttl(), owner=current_caller().owner)
+    service.register(
+        connection(), reg, now=now(), ttl=_ttl(), owner=current_caller().owner,
+        default_region=settings().service_region,
+    )
     body = {"success": True, "daemonId": reg.daemon_id, "registeredAt": isoformat_z(reg.registered_at)}
     return jsonify(body), 201
 
@@ -67,7 +77,16 @@ def heartbeat() -> Response:
 @bp.get("/health")
 def health() -> Response:
     # The body comes ready-made (on Postgres, rendered by the database itself).
-    return Response(service.health(connection(), now=now()), mimetype="application/json")
+    body = service.health(connection(), now=now(), region=_region_param())
+    return Response(body, mimetype="application/json")
+
+
+def _region_param() -> str | None:
+    """``?region=``: one region's daemons only; absent, the whole fleet."""
+    region = request.args.get("region")
+    if region is not None and (problem := region_error(region)):
+        raise InvalidInput(f"Invalid query parameter region: {problem}", {"region": problem})
+    return region
 
 
 @bp.get("/<daemon_id:daemon_id>")

@@ -31,6 +31,13 @@ DAEMON_ID_RULE = (
     "must be 1-128 characters: letters, digits, '_', '.', ':' or '-', "
     "starting with a letter or digit"
 )
+# A region name: a daemon id's characters, at most 64 of them (daemons.region).
+REGION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+_REGION = re.compile(REGION_PATTERN)
+REGION_RULE = (
+    "must be 1-64 characters: letters, digits, '_', '.', ':' or '-', "
+    "starting with a letter or digit"
+)
 # Names of the fixed paths under /api/daemon/, which /api/daemon/<daemonId> cannot reach.
 RESERVED_DAEMON_IDS = frozenset({"register", "heartbeat", "health", "uptime", "metrics"})
 # For URLs: a daemon id, but never one of the fixed paths above.
@@ -106,6 +113,11 @@ def _to_utc(value: str) -> datetime:
     return utc
 
 
+def region_error(value: str) -> str | None:
+    """Why ``value`` cannot name a region (REGION_RULE), or None when it can."""
+    return None if _REGION.fullmatch(value) else REGION_RULE
+
+
 def _not_reserved(value: str) -> str:
     if value in RESERVED_DAEMON_IDS:
         raise PydanticCustomError("reserved", "is reserved for an endpoint; choose another id")
@@ -123,6 +135,7 @@ Timestamp = Annotated[
     StringConstraints(pattern=TIMESTAMP_PATTERN),
     AfterValidator(_to_utc),
 ]
+Region = Annotated[str, StringConstraints(pattern=REGION_PATTERN)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(storable_text)]
 
 
@@ -136,6 +149,8 @@ class RegistrationIn(_Body):
     capabilities: list[ShortText] = Field(max_length=64)
     poll_interval: int = Field(alias="pollInterval", ge=1, le=MAX_POLL_INTERVAL_MS)
     registered_at: Timestamp = Field(alias="registeredAt")
+    # Absent or null: the region of the instance that takes the registration (SERVICE_REGION).
+    region: Region | None = None
 
 
 class HeartbeatIn(_Body):
@@ -224,7 +239,7 @@ def _describe(error: Any) -> str:
     if kind == "missing":
         return "is required"
     if kind == "string_pattern_mismatch":
-        return DAEMON_ID_RULE if loc[-1] == "daemonId" else TIMESTAMP_RULE
+        return {"daemonId": DAEMON_ID_RULE, "region": REGION_RULE}.get(str(loc[-1]), TIMESTAMP_RULE)
     if kind in ("timestamp", "reserved", "unstorable_text", "failed_over_processed"):
         return error["msg"]
     if kind == "string_unicode":  # pydantic's own refusal of an unpaired surrogate

@@ -22,6 +22,7 @@ from sqlalchemy import Boolean, Connection, Row, bindparam, delete, or_, select,
 
 from app.models import daemons
 from app.registry import expiry, health_postgres, history, task_counters
+from app.registry.regions import in_region
 from app.registry.schemas import HeartbeatIn, RegistrationIn
 from app.registry.wire import daemon_state
 from app.store.backend import LoneUpdate, backend
@@ -52,13 +53,20 @@ def _owned_by_another(conn: Connection, daemon_id: str, owner: str | None) -> bo
 
 
 def register(
-    conn: Connection, reg: RegistrationIn, *, now: datetime, ttl: timedelta, owner: str | None = None
+    conn: Connection,
+    reg: RegistrationIn,
+    *,
+    now: datetime,
+    ttl: timedelta,
+    owner: str | None = None,
+    default_region: str | None = None,
 ) -> None:
     """Start a fresh session for ``reg.daemon_id``, replacing any earlier one.
 
     A registration counts as a heartbeat. If the earlier session had already
     expired unread, its end is written to history first, so uptime does not
-    depend on whether anyone called ``health`` in between.
+    depend on whether anyone called ``health`` in between. A registration that
+    names no region is in ``default_region``, the instance's SERVICE_REGION.
     """
     with conn.begin():
         previous = conn.execute(
@@ -87,6 +95,7 @@ def register(
             "current_task": None,
             "stale_recorded_at": None,
             "owner_key_fingerprint": owner,
+            "region": reg.region if reg.region is not None else default_region,
             **task_counters.SESSION_START,
         }
         row = backend(conn).upsert(conn, daemons, values, key="daemon_id")
@@ -200,24 +209,27 @@ def deregister(
         return True
 
 
-def health(conn: Connection, *, now: datetime) -> str:
+def health(conn: Connection, *, now: datetime, region: str | None = None) -> str:
     """Remove expired daemons and report them as ``stale`` beside the live ones.
 
-    Returns the specification's JSON body as text. The DELETE ... RETURNING is
-    the exactly-once mechanism: when several readers race, the row lock lets
-    only one of them delete (and so report) each expired row; the others see
-    it already gone.
+    Returns the specification's JSON body as text; with ``region``, the same
+    for that region's daemons only (the others are neither reaped nor listed).
+    The DELETE ... RETURNING is the exactly-once mechanism: when several
+    readers race, filtered or not, the row lock lets only one of them delete
+    (and so report) each expired row; the others see it already gone.
     """
     if backend(conn).renders_json:
-        return health_postgres.health_json(conn, now=now)
+        return health_postgres.health_json(conn, now=now, region=region)
     with conn.begin():
-        reaped = conn.execute(delete(daemons).where(expiry.expired(now)).returning(daemons)).all()
+        reaped = conn.execute(
+            delete(daemons).where(expiry.expired(now), in_region(region)).returning(daemons)
+        ).all()
         buckets.flush_deleted(conn, reaped)
         unrecorded = [row for row in reaped if row.stale_recorded_at is None]
         if unrecorded:
             history.record_stale(conn, unrecorded, now=now)
         active = conn.execute(
-            select(daemons).where(expiry.live(now)).order_by(daemons.c.daemon_id)
+            select(daemons).where(expiry.live(now), in_region(region)).order_by(daemons.c.daemon_id)
         ).all()
     return json.dumps(
         {

@@ -36,6 +36,8 @@ DAEMON_STATE = (
     WireField("currentTask", "current_task"),
     # The daemon's own claim, kept as data (a skewed clock shows here).
     WireField("reportedLastHeartbeat", "reported_heartbeat_at", timestamp=True),
+    # Where it runs (null: no region given and the instance has no SERVICE_REGION).
+    WireField("region", "region"),
 )
 
 

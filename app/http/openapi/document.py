@@ -12,6 +12,7 @@ from pydantic.json_schema import models_json_schema
 from app.http.openapi import responses as r
 from app.registry.schemas import (
     DAEMON_ID_PATTERN,
+    REGION_PATTERN,
     RESERVED_DAEMON_IDS,
     TIMESTAMP_PATTERN,
     HeartbeatIn,
@@ -34,6 +35,7 @@ MODELS: list[type[BaseModel]] = [
     r.HealthResponse,
     r.FleetResponse,
     r.EventsResponse,
+    r.Regions,
     r.FleetUptime,
     r.DaemonUptime,
     r.FleetTaskMetrics,
@@ -176,8 +178,12 @@ def document() -> dict[str, Any]:
             "/api/daemon/health": {
                 "get": _operation(
                     "Active daemons; expired ones are removed and reported stale once",
-                    (200, r.HealthResponse, "The fleet."),
-                    READ_ERRORS,
+                    (200, r.HealthResponse, "The fleet, or one region of it."),
+                    [400, *READ_ERRORS],
+                    parameters=[
+                        _query("region", "Only this region's daemons: only they are reaped and listed.",
+                               {"type": "string", "pattern": REGION_PATTERN}),
+                    ],
                 )
             },
             "/api/daemon/uptime": {
@@ -258,6 +264,13 @@ def document() -> dict[str, Any]:
                          "schema": {"type": "string", "pattern": DAEMON_ID_PATTERN}},
                     ],
                 ),
+            },
+            "/api/regions": {
+                "get": _operation(
+                    "Each region's daemon counts and whether it is disrupted (never reaps)",
+                    (200, r.Regions, "The regions."),
+                    READ_ERRORS,
+                )
             },
             "/api/events": {
                 "get": _operation(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from app.models import Status
 
@@ -50,6 +50,9 @@ class DaemonState(_Out):
     currentTask: str | None
     reportedLastHeartbeat: str | None = Field(
         json_schema_extra={"format": "date-time"}, description="The daemon's own claim."
+    )
+    region: str | None = Field(
+        description="Where it runs: the registration's region, else the instance's SERVICE_REGION."
     )
 
 
@@ -173,3 +176,20 @@ class LeaseHeld(_Out):
     error: str
     holder: str
     expiresAt: str = Timestamp
+
+
+class Region(_Out):
+    region: str | None = Field(description="null: the daemons registered without a region.")
+    active: int
+    stale: int = Field(description="Expired daemons /health has not reported yet.")
+    degraded: int = Field(description="Active daemons reporting degraded.")
+    unhealthy: int = Field(description="Active daemons reporting unhealthy.")
+    disrupted: bool = Field(description="A region outage is ongoing (README, Region outages).")
+    lastHeartbeat: str | None = Field(
+        json_schema_extra={"format": "date-time"},
+        description="The latest heartbeat of any of its daemons in the registry.",
+    )
+
+
+class Regions(RootModel[list[Region]]):
+    pass
