@@ -23,6 +23,7 @@ CALLS = {
     "daemons.deregister": ("delete", f"/api/daemon/{DAEMON_ID}", None),
     "daemons.health": ("get", "/api/daemon/health", None),
     "fleet.list_daemons": ("get", "/api/daemons", None),
+    "fleet.daemons_history": ("get", f"/api/daemons/history?ids={DAEMON_ID}", None),
     "fleet.list_events": ("get", "/api/events", None),
     "uptime.fleet_uptime": ("get", "/api/daemon/uptime", None),
     "uptime.daemon_uptime": ("get", f"/api/daemon/{DAEMON_ID}/uptime", None),
@@ -36,7 +37,7 @@ ALLOWED = {
     "admin": set(CALLS),
     "daemon": {"daemons.register", "daemons.heartbeat", "daemons.get_daemon", "daemons.deregister"},
     "read": {
-        "daemons.get_daemon", "fleet.list_daemons", "fleet.list_events",
+        "daemons.get_daemon", "fleet.list_daemons", "fleet.daemons_history", "fleet.list_events",
         "uptime.fleet_uptime", "uptime.daemon_uptime", "task_metrics.fleet_metrics",
         "task_metrics.daemon_metrics", "metrics.metrics",
     },

@@ -26,6 +26,13 @@ VALID_QUERY_VALUES = {
     "after": "0",
     "limit": "10",
     "step": "1h",
+    "q": "macmini",
+    "status": "healthy",
+    "capability": "queue",
+    "sort": "status",
+    "cursor": "WyJpZCIsIDAsICJkYWVtb25fbWFjbWluaV8xIl0",  # the id sort's cursor after daemon_macmini_1
+    "ids": "daemon_macmini_1,daemon_macmini_2",
+    "slots": "48",
 }
 UNSTORABLE = ["\x00", "\ud800", "\udbff", "\udc00", "\udfff", "\udc00\ud800"]
 STORABLE_TEXT_RULE = "must not contain U+0000 (NUL) or unpaired surrogates"

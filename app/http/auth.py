@@ -53,6 +53,7 @@ ACCESS: Mapping[str, Rule] = {
     "daemons.deregister": _rule(ADMIN, DAEMON),
     "daemons.health": _rule(ADMIN),
     "fleet.list_daemons": _rule(ADMIN, READ),
+    "fleet.daemons_history": _rule(ADMIN, READ),
     "fleet.list_events": _rule(ADMIN, READ),
     "uptime.fleet_uptime": _rule(ADMIN, READ),
     "uptime.daemon_uptime": _rule(ADMIN, READ),
@@ -66,7 +67,7 @@ ALLOWED = {
     DAEMON: "a daemon key may only register (POST /api/daemon/register), heartbeat "
     "(POST /api/daemon/heartbeat), read (GET /api/daemon/{daemonId}) and deregister "
     "(DELETE /api/daemon/{daemonId}) the daemons registered with it",
-    READ: "a read key may only read GET /api/daemons, /api/events, /api/daemon/{daemonId}, "
+    READ: "a read key may only read GET /api/daemons, /api/daemons/history, /api/events, /api/daemon/{daemonId}, "
     "/api/daemon/uptime, /api/daemon/{daemonId}/uptime, /api/daemon/metrics, "
     "/api/daemon/{daemonId}/metrics and /metrics; "
     "not /api/daemon/health, which removes stale daemons",

@@ -17,6 +17,8 @@ from app.registry.schemas import (
     HeartbeatIn,
     RegistrationIn,
 )
+from app.registry.fleet_query import FILTERS, MAX_LIMIT, SORTS
+from app.uptime import strips
 from app.uptime.period import MAX_PERIOD
 
 bp = Blueprint("openapi", __name__)
@@ -32,6 +34,7 @@ MODELS: list[type[BaseModel]] = [
     r.DaemonState,
     r.HealthResponse,
     r.FleetResponse,
+    r.FleetHistory,
     r.EventsResponse,
     r.FleetUptime,
     r.DaemonUptime,
@@ -213,9 +216,46 @@ def document() -> dict[str, Any]:
             },
             "/api/daemons": {
                 "get": _operation(
-                    "Every daemon row, expired ones marked stale (never reaps)",
+                    "Daemon rows, expired ones marked stale (never reaps); filtered, sorted, paged",
                     (200, r.FleetResponse, "The fleet."),
-                    READ_ERRORS,
+                    [400, *READ_ERRORS],
+                    parameters=[
+                        *(_query(name, f.description, {"type": "string"}) for name, f in FILTERS.items()),
+                        _query(
+                            "sort",
+                            "; ".join(f"{name}: {order}" for name, order in SORTS.items()) + " (default id).",
+                            {"type": "string", "enum": list(SORTS)},
+                        ),
+                        _query(
+                            "limit",
+                            "At most this many per page; without it, every matching daemon.",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                        ),
+                        _query("cursor", "The previous page's nextCursor (same sort).", {"type": "string"}),
+                    ],
+                )
+            },
+            "/api/daemons/history": {
+                "get": _operation(
+                    "A few daemons' history strips, uptime and tasks per slot, in one read",
+                    (200, r.FleetHistory, "One entry per id asked for."),
+                    [400, *READ_ERRORS],
+                    parameters=[
+                        {
+                            **_query(
+                                "ids",
+                                f"Daemon ids, comma-separated (1 to {strips.MAX_IDS}).",
+                                {"type": "string"},
+                            ),
+                            "required": True,
+                        },
+                        *PERIOD,
+                        _query(
+                            "slots",
+                            f"How many equal slots the period is cut into (default {strips.DEFAULT_SLOTS}).",
+                            {"type": "integer", "minimum": 1, "maximum": strips.MAX_SLOTS},
+                        ),
+                    ],
                 )
             },
             "/api/events": {
