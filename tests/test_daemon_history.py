@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.alerts import watcher
-from app.alerts.lanes import Lanes
-from app.cli import watcher_of
 from tests.support.api import HEADERS
+from tests.support.console import watcher_tick
 
 PERIOD = {"from": "2026-01-25T12:00:00Z", "to": "2026-01-25T16:00:00Z", "slots": "4"}  # hour slots
 
@@ -23,11 +21,6 @@ def _beat_for(clock, beat, daemon_id, seconds, **fields):
     for _ in range(seconds // 30):
         clock.advance(30)
         assert beat(daemon_id, **fields).status_code == 200
-
-
-def watcher_tick(app) -> None:
-    with Lanes() as lanes:
-        watcher.tick(watcher_of(app), lanes)
 
 
 def test_each_slot_shows_the_worst_of_what_happened_in_it(app, clock, client, make_daemon, beat):

@@ -17,68 +17,25 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.alerts import watcher
-from app.alerts.lanes import Lanes
-from app.cli import watcher_of
-from tests.support.api import API_KEY, HEADERS, heartbeat_body, registration
+from tests.support.api import API_KEY, HEADERS
 from tests.support.browser import ARTIFACTS, BrowserPage, contrast_ratio, parse_rgb
 from tests.support.clocks import FrozenClock
+from tests.support.console import (
+    POLL_MS,
+    STORAGE_KEY,
+    beat,
+    enter_key,
+    expect,
+    load,
+    real_now,
+    register,
+    row,
+    watcher_tick,
+)
 
-STORAGE_KEY = "daemonHealth.apiKey"
-POLL_MS = 250  # ?poll=: the page polls every 5 s by default
-
-
-def real_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def expect(target: Any) -> Any:
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
-
-
-def register(client: FlaskClient, daemon_id: str, **overrides: Any) -> None:
-    body = registration(daemonId=daemon_id, **overrides)
-    response = client.post("/api/daemon/register", json=body, headers=HEADERS)
-    assert response.status_code == 201, response.get_json()
-
-
-def beat(client: FlaskClient, daemon_id: str, **overrides: Any) -> None:
-    body = heartbeat_body(daemonId=daemon_id, **overrides)
-    response = client.post("/api/daemon/heartbeat", json=body, headers=HEADERS)
-    assert response.status_code == 200, response.get_json()
-
-
-def watcher_tick(app: Flask) -> list[str]:
-    """One pass of the real watcher (no webhooks configured): records stale events, reaps nothing."""
-    with Lanes() as lanes:
-        return watcher.tick(watcher_of(app), lanes).stale
-
-
-def load(tab: BrowserPage, *, key: str | None = API_KEY) -> Any:
-    page = tab.page
-    page.goto(f"{tab.traffic.base_url}/dashboard?poll={POLL_MS}")
-    if key is not None:
-        enter_key(page, key)
-    return page
-
-
-def enter_key(page: Any, key: str) -> None:
-    # By keyboard, as an operator would: the field has focus when the form shows.
-    expect(page.get_by_label("API key")).to_be_focused()
-    page.keyboard.type(key)
-    page.keyboard.press("Enter")
-
-
-def row(page: Any, daemon_id: str) -> Any:
-    header = page.get_by_role("rowheader", name=daemon_id, exact=True)
-    return page.locator("#daemons tbody tr").filter(has=header)
-
-
-# Cells after the row header: status, [daemon id], last seen, version, capabilities, tasks,
-# current task, uptime.
-STATUS, LAST_SEEN, VERSION, CAPABILITIES, TASKS, CURRENT_TASK, UPTIME, ERRORS, AVG_TASK = range(9)
+# Cells after the row header: status, [daemon id], 24 h strip, uptime, last seen, version,
+# capabilities, tasks, current task, error rate, average task time, tasks chart.
+STATUS, STRIP, UPTIME, LAST_SEEN, VERSION, CAPABILITIES, TASKS, CURRENT_TASK, ERRORS, AVG_TASK, SPARK = range(11)
 
 
 def cell(page: Any, daemon_id: str, column: int) -> Any:
@@ -175,9 +132,9 @@ def test_registered_daemons_appear_with_status_version_tasks_and_uptime(
     first = seconds_ago(age.inner_text())
     assert first < 30
     page.wait_for_function(
-        """n => parseInt(document.querySelector("#daemons tbody tr td.age").textContent, 10) >= n""",
+        """n => parseInt(document.querySelector("#daemons tbody tr.is-healthy td.age").textContent, 10) >= n""",
         arg=first + 2,
-    )  # alpha is the first row (ordered by id)
+    )  # alpha is the one healthy row
     expect(cell(page, "delta", LAST_SEEN)).to_have_text(re.compile(r"^2 min \d+ s ago$"))
 
     # Rows are updated in place (a screen reader's position or a selection survives a poll).
@@ -194,7 +151,7 @@ def test_registered_daemons_appear_with_status_version_tasks_and_uptime(
     assert all(API_KEY not in r.url for r in tab.traffic.requests)
     assert API_KEY not in page.url
     paths = {c.url.split("?")[0].removeprefix(tab.traffic.base_url) for c in calls}
-    assert paths == {"/api/daemons", "/api/events", "/api/daemon/uptime", "/api/daemon/metrics"}  # never /health
+    assert paths == {"/api/daemons", "/api/events", "/api/daemons/history"}  # never /health
 
     # Accessible: a captioned table with scoped headers, a polite live region, readable colours.
     expect(page.locator("#daemons caption")).to_contain_text("Daemons")
@@ -267,7 +224,7 @@ def test_a_daemon_going_stale_shows_stale_and_its_event_arrives(
     assert client.delete("/api/daemon/delta", headers=HEADERS).status_code == 200
     expect(row(page, "alpha")).to_have_count(0)
     expect(row(page, "delta")).to_have_count(0)
-    expect(page.locator("#daemons tbody th")).to_have_text(["bravo", "charlie"])
+    expect(page.locator("#daemons tbody th")).to_have_text(["charlie", "bravo"])  # degraded first
     expect(page.locator("#count-stale")).to_have_text("0")
     expect(page.locator("#events li").first).to_contain_text("deregistered delta")
     assert not any("/api/daemon/health" in r.url for r in tab.traffic.requests)
@@ -312,13 +269,13 @@ def test_unreachable_api_shows_a_banner_and_keeps_the_last_data(
     expect(banner).to_be_visible()
     expect(banner).to_contain_text("The API is unreachable")
     expect(banner).to_contain_text("Showing the last data, from")
-    expect(page.locator("#board")).to_have_class("old")
+    expect(page.locator("main")).to_have_class("old")
     expect(page.locator("#daemons caption")).to_contain_text("not current")
     expect(cell(page, "alpha", STATUS)).to_have_text("healthy")  # kept
 
     page.unroute("**/api/**")
     expect(banner).to_be_hidden()
-    expect(page.locator("#board")).not_to_have_class("old")
+    expect(page.locator("main")).not_to_have_class("old")
     expect(page.locator("#daemons caption")).not_to_contain_text("not current")
 
 

@@ -43,7 +43,18 @@ def test_events_feed_pages_by_id(clock, client, make_daemon, beat, read_health):
     assert empty == {"events": [], "lastId": rest["lastId"]}
 
 
-@pytest.mark.parametrize(("params", "name"), [({"after": "-1"}, "after"), ({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"), ({"limit": "501"}, "limit")])
+def test_events_feed_reads_the_newest_in_one_request(clock, client, make_daemon, beat):
+    make_daemon()
+    for status in ("unhealthy", "degraded", "healthy"):
+        assert beat(status=status).status_code == 200
+    newest = client.get("/api/events", query_string={"limit": 2, "order": "newest"}, headers=HEADERS).get_json()
+    assert [e["status"] for e in newest["events"]] == ["degraded", "healthy"]  # still oldest first
+    assert newest["lastId"] == newest["events"][-1]["id"]
+    later = client.get("/api/events", query_string={"after": newest["lastId"]}, headers=HEADERS).get_json()
+    assert later["events"] == []
+
+
+@pytest.mark.parametrize(("params", "name"), [({"order": "random"}, "order"), ({"after": "-1"}, "after"), ({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"), ({"limit": "501"}, "limit")])
 def test_bad_event_paging_is_400(client, params, name):
     response = client.get("/api/events", query_string=params, headers=HEADERS)
     assert response.status_code == 400
@@ -127,6 +138,8 @@ def test_a_page_keeps_its_place_when_a_daemon_before_it_changes(client, mixed_fl
         ({"capability": "queue"}, ["ok_2", "sick", "slow"]),  # exact: not "Queue"
         ({"capability": "cron", "status": "stale"}, ["gone"]),
         ({"capability": "que"}, []),
+        ({"id": "gone"}, ["gone"]),  # exact, stale or not
+        ({"id": "ok"}, []),
     ],
 )
 def test_fleet_filters(client, mixed_fleet, params, expected):
@@ -142,6 +155,7 @@ def test_fleet_filters(client, mixed_fleet, params, expected):
         ({"status": "asleep"}, "status"),
         ({"status": ""}, "status"),
         ({"q": ""}, "q"),
+        ({"id": "bad id"}, "id"),
         ({"q": "x" * 129}, "q"),
         ({"capability": "a\nb"}, "capability"),
         ({"sort": "age"}, "sort"),

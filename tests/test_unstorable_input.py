@@ -27,12 +27,14 @@ VALID_QUERY_VALUES = {
     "limit": "10",
     "step": "1h",
     "q": "macmini",
+    "id": "daemon_macmini_1",
     "status": "healthy",
     "capability": "queue",
     "sort": "status",
     "cursor": "WyJpZCIsIDAsICJkYWVtb25fbWFjbWluaV8xIl0",  # the id sort's cursor after daemon_macmini_1
     "ids": "daemon_macmini_1,daemon_macmini_2",
     "slots": "48",
+    "order": "newest",
 }
 UNSTORABLE = ["\x00", "\ud800", "\udbff", "\udc00", "\udfff", "\udc00\ud800"]
 STORABLE_TEXT_RULE = "must not contain U+0000 (NUL) or unpaired surrogates"

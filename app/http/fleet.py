@@ -45,5 +45,8 @@ def daemons_history() -> Response:
 def list_events() -> Response:
     after = _int_param("after", 0, minimum=0, maximum=2**63 - 1)
     limit = _int_param("limit", 100, minimum=1, maximum=reads.MAX_EVENTS)
-    found = reads.events(connection(), after=after, limit=limit)
+    order = request.args.get("order", "oldest")
+    if order not in ("oldest", "newest"):
+        raise InvalidInput("Invalid query parameter order: must be oldest or newest", {"order": "must be oldest or newest"})
+    found = reads.events(connection(), after=after, limit=limit, latest=order == "newest")
     return jsonify({"events": found, "lastId": found[-1]["id"] if found else after})

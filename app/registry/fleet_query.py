@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, and_, case, false, or_, true
 
 from app.models import STATUSES, daemons
 from app.registry import expiry
-from app.registry.schemas import DAEMON_ID_PATTERN, InvalidInput
+from app.registry.schemas import DAEMON_ID_PATTERN, DAEMON_ID_RULE, InvalidInput
 from app.store.sql import json_array_contains
 
 STALE = "stale"
@@ -47,6 +47,12 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _daemon_id(raw: str) -> str:
+    if not _DAEMON_ID.fullmatch(raw):
+        raise ValueError(DAEMON_ID_RULE)
+    return raw
+
+
 def _statuses(raw: str) -> frozenset[str]:
     chosen = frozenset(raw.split(","))
     if not chosen <= set(SHOWN_STATUSES):
@@ -69,6 +75,11 @@ class Filter:
 
 
 FILTERS: Mapping[str, Filter] = {
+    "id": Filter(
+        "Only the daemon with exactly this id (live or stale).",
+        _daemon_id,
+        lambda daemon_id, now: daemons.c.daemon_id == daemon_id,
+    ),
     "q": Filter(
         "Only daemons whose id contains this text (case-insensitive).",
         _text,

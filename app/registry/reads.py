@@ -58,14 +58,17 @@ def _counts(conn: Connection, now: datetime) -> dict[str, int]:
     return {status: found.get(i, 0) for i, status in enumerate(SHOWN_STATUSES)}
 
 
-def events(conn: Connection, *, after: int, limit: int) -> list[dict[str, Any]]:
-    """History events with an id above ``after``, oldest first (ids only grow)."""
-    rows = conn.execute(
-        select(daemon_events)
-        .where(daemon_events.c.id > after)
-        .order_by(daemon_events.c.id)
-        .limit(min(limit, MAX_EVENTS))
-    ).all()
+def events(conn: Connection, *, after: int, limit: int, latest: bool = False) -> list[dict[str, Any]]:
+    """History events with an id above ``after``, oldest first (ids only grow).
+
+    ``latest``: the newest ``limit`` of them instead of the oldest, still oldest first,
+    so a screen that starts reading shows the recent past in one request.
+    """
+    query = select(daemon_events).where(daemon_events.c.id > after).limit(min(limit, MAX_EVENTS))
+    if latest:
+        rows = conn.execute(query.order_by(daemon_events.c.id.desc())).all()[::-1]
+    else:
+        rows = conn.execute(query.order_by(daemon_events.c.id)).all()
     return [
         {
             "id": row.id,

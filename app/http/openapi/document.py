@@ -266,6 +266,12 @@ def document() -> dict[str, Any]:
                     parameters=[
                         _query("after", "Only events with a larger id.", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}),
                         _query("limit", "At most this many.", {"type": "integer", "minimum": 1, "maximum": 500}),
+                        _query(
+                            "order",
+                            "oldest (default): the first `limit` events after `after`; newest: the last "
+                            "`limit` of them. Either way the answer lists them oldest first.",
+                            {"type": "string", "enum": ["oldest", "newest"]},
+                        ),
                     ],
                 )
             },
