@@ -278,3 +278,47 @@ def test_every_view_fits_passes_axe_and_is_screenshotted(
             if backend == "sqlite":  # the same pixels either way: one set of pictures
                 page.screenshot(path=str(SHOTS / f"{name}-{size}-{scheme}.png"), full_page=True)
         assert (background == "rgb(18, 20, 23)") == (scheme == "dark")
+
+
+def test_the_accessibility_check_can_fail(client: FlaskClient, clock: FrozenClock, open_page: Callable[..., BrowserPage]) -> None:
+    """axe really runs: a field without a label and grey-on-grey text are caught."""
+    a_small_fleet(client, clock)
+    page = load(open_page())
+    expect(row(page, "alpha")).to_have_count(1)
+    assert axe_violations(page) == []
+    page.evaluate(
+        """() => {
+          const input = document.createElement("input");
+          const faint = document.createElement("p");
+          faint.textContent = "barely there";
+          faint.style.color = "#ddd";
+          document.querySelector("main").append(input, faint);
+        }"""
+    )
+    found = " ".join(axe_violations(page))
+    assert "label" in found and "color-contrast" in found
+
+
+def test_keyboard_alone_reaches_the_content_filters_and_a_daemon(
+    client: FlaskClient, clock: FrozenClock, open_page: Callable[..., BrowserPage]
+) -> None:
+    a_small_fleet(client, clock)
+    page = load(open_page())
+    page.reload()  # the key stays in the tab; focus starts at the top of the document
+    expect(row(page, "alpha")).to_have_count(1)
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Search id")).to_be_focused()
+    page.keyboard.type("alp")
+    expect(page.locator("#daemons tbody th")).to_have_text(["alpha"])
+    for _ in range(20):  # on through the filters to the first daemon's link
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.closest('#daemons th') !== null"):
+            break
+    expect(page.get_by_role("link", name="alpha", exact=True).first).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="alpha", level=2)).to_be_focused()
+    expect(page.locator("#detail-state")).to_contain_text("healthy")
