@@ -241,18 +241,20 @@ def test_reduced_motion_stops_the_alarm_pulse(
     assert still.locator(pulse).evaluate("e => getComputedStyle(e).animationName") == "none"
 
 
+# A day of history for 60 daemons; daemon-00058 had a degraded spell, an outage and an unhealthy one.
 VIEWS = {
     "key": None,
     "list": "/dashboard",
-    "daemon": "/dashboard/daemons/alpha",
+    "daemon": "/dashboard/daemons/daemon-00058",
 }
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_every_view_fits_passes_axe_and_is_screenshotted(
-    client: FlaskClient, clock: FrozenClock, open_page: Callable[..., BrowserPage], backend: str, scheme: str
+    engine: Engine, clock: FrozenClock, open_page: Callable[..., BrowserPage], backend: str, scheme: str
 ) -> None:
-    a_small_fleet(client, clock)
+    clock.current = real_now()
+    seed_fleet(engine, 60, clock.current, day=True)
     SHOTS.mkdir(parents=True, exist_ok=True)
     sizes = {"1400x900": DESKTOP, "390x844": PHONE}
     if scheme == "light":

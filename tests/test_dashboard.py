@@ -116,7 +116,7 @@ def test_registered_daemons_appear_with_status_version_tasks_and_uptime(
     expect(page.locator("#count-stale")).to_have_text("1")
     # 24 h uptime: delta was up for its TTL (60 s) and has been down for 60 s since.
     expect(cell(page, "alpha", UPTIME)).to_have_text("100 %")
-    expect(cell(page, "delta", UPTIME)).to_have_text("50.00 % (1 incident)")
+    expect(cell(page, "delta", UPTIME)).to_have_text("50.00 %1 incident")  # the incidents on a line of their own
     # 24 h task metrics: alpha failed 3 of 42 tasks at 125 ms each; charlie reports no time or failures.
     expect(cell(page, "alpha", ERRORS)).to_have_text("7.14 % of 42")
     expect(cell(page, "alpha", AVG_TASK)).to_have_text("125 ms")
@@ -212,7 +212,7 @@ def test_a_daemon_going_stale_shows_stale_and_its_event_arrives(
     expect(newest).to_contain_text("alpha")
     expect(newest.locator(".new")).to_have_text("new")
     expect(page.locator("#announce")).to_have_text(re.compile(r"^Daemon alpha went stale at "))
-    expect(cell(page, "alpha", UPTIME)).to_contain_text("(1 incident)")  # news refreshes uptime
+    expect(cell(page, "alpha", UPTIME)).to_contain_text("1 incident")  # news refreshes uptime
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
@@ -305,3 +305,19 @@ def test_last_seen_is_not_fooled_by_a_skewed_browser_clock(
     # Uncorrected, this would read "1 h 0 min ago".
     expect(cell(page, "alpha", LAST_SEEN)).to_have_text(re.compile(r"^\d+ s ago$"))
     assert seconds_ago(cell(page, "alpha", LAST_SEEN).inner_text()) < 30
+
+
+def test_the_service_has_an_icon_and_the_tab_icon_draws_the_stale_count(client: FlaskClient) -> None:
+    ico = client.get("/favicon.ico")
+    assert ico.status_code == 200 and ico.mimetype == "image/vnd.microsoft.icon"
+    assert ico.get_data()[:4] == b"\x00\x00\x01\x00"  # an ICO header
+    ico.close()
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert '<link rel="icon" id="favicon" href="/dashboard/favicon.svg" type="image/svg+xml">' in html
+    for stale, drawn in (("0", None), ("7", ">7</text>"), ("123", ">99+</text>"), ("-1", None), ("x", None)):
+        svg = client.get(f"/dashboard/favicon.svg?stale={stale}").get_data(as_text=True)
+        assert svg.startswith("<svg ")
+        if drawn:
+            assert drawn in svg and "#b3261e" in svg
+        else:
+            assert "</text>" in svg and "><" in svg.split("<text")[1] and "#17692f" in svg

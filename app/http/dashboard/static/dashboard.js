@@ -76,6 +76,8 @@
   const count = (n) => n.toLocaleString("en");
   const percent = (ratio) => (ratio === 1 ? "100" : (Math.floor(ratio * 10000) / 100).toFixed(2));
   const plural = (n, word) => `${count(n)} ${word}${n === 1 ? "" : "s"}`;
+  // Whole milliseconds once they are many; a tenth below 10 ms.
+  const milliseconds = (ms) => `${ms >= 10 ? count(Math.round(ms)) : ms.toFixed(1)} ms`;
 
   // --- where we are: the URL is the state (shareable; the key is never in it) --------------
   function view() {
@@ -279,8 +281,8 @@
       const h = recent.get(d.daemonId);
       tr.className = d.stale ? "stale" : `is-${d.status}`;
       put(status, [d.stale, d.status], () => badge(d));
-      put(strip, h ? h.slots : null, () => (h ? historyStrip(h) : none()));
-      put(up, h?.uptime ? uptimeText(h.uptime) : null);
+      put(strip, h ? [h.from, h.slots] : null, () => (h ? historyStrip(h) : none()));
+      put(up, h?.uptime ? [h.uptime.uptimeRatio, h.uptime.incidents] : null, () => uptimeCell(h?.uptime));
       put(seen, d.lastHeartbeat, () => {
         const time = el("time");
         time.dateTime = d.lastHeartbeat;
@@ -293,7 +295,7 @@
       put(task, d.currentTask);
       put(errors, h && h.tasks.errorRate !== null
         ? `${(h.tasks.errorRate * 100).toFixed(2)} % of ${count(h.tasks.tasks)}` : null);
-      put(avg, h && h.tasks.avgResponseTimeMs !== null ? `${count(h.tasks.avgResponseTimeMs)} ms` : null);
+      put(avg, h && h.tasks.avgResponseTimeMs !== null ? milliseconds(h.tasks.avgResponseTimeMs) : null);
       put(spark, h ? h.taskSlots : null, () => (h && h.tasks.tasks ? sparkline(h) : none()));
       if (tr !== before) tbody.insertBefore(tr, before); else before = before.nextElementSibling;
     }
@@ -319,9 +321,11 @@
     tickClock();
   }
 
-  function uptimeText(u) {
-    if (u.uptimeRatio === null) return null;
-    return u.incidents ? `${percent(u.uptimeRatio)} % (${plural(u.incidents, "incident")})` : `${percent(u.uptimeRatio)} %`;
+  function uptimeCell(u) {
+    if (!u || u.uptimeRatio === null) return none();
+    const cell = el("span", `${percent(u.uptimeRatio)} %`);
+    if (u.incidents) cell.append(el("span", plural(u.incidents, "incident"), "muted small block"));
+    return cell;
   }
 
   // The 24 h strip: one element whose background holds every slot (a bounded DOM however
@@ -508,11 +512,11 @@
     }
     $("detail-tasks").textContent = `${plural(m.tasks, "task")}, ${count(m.failedTasks)} failed` +
       (m.errorRate === null ? "" : ` (${(m.errorRate * 100).toFixed(2)} %)`) +
-      (m.avgResponseTimeMs === null ? "" : `, ${count(m.avgResponseTimeMs)} ms on average`);
+      (m.avgResponseTimeMs === null ? "" : `, ${milliseconds(m.avgResponseTimeMs)} on average`);
     const at = m.series.map((p) => Date.parse(p.from));
     barChart($("chart-tasks"), at, m.series.map((p) => p.tasks), (v) => count(v), "tasks per hour");
     barChart($("chart-errors"), at, m.series.map((p) => p.errorRate), (v) => `${(v * 100).toFixed(1)} %`, "error rate", "bar-failed");
-    barChart($("chart-time"), at, m.series.map((p) => p.avgResponseTimeMs), (v) => `${count(Math.round(v))} ms`, "average task time");
+    barChart($("chart-time"), at, m.series.map((p) => p.avgResponseTimeMs), milliseconds, "average task time");
   }
 
   // A bar per hour with its peak and time axis written out; the words are its accessible name.
