@@ -278,7 +278,8 @@ def test_every_view_fits_passes_axe_and_is_screenshotted(
             assert axe_violations(page) == [], (name, size, scheme)
             background = page.evaluate("getComputedStyle(document.body).backgroundColor")
             if backend == "sqlite":  # the same pixels either way: one set of pictures
-                page.screenshot(path=str(SHOTS / f"{name}-{size}-{scheme}.png"), full_page=True)
+                page.screenshot(path=str(SHOTS / f"{name}-{size}-{scheme}.png"))  # the first screen
+                page.screenshot(path=str(SHOTS / f"{name}-{size}-{scheme}-full.png"), full_page=True)
         assert (background == "rgb(18, 20, 23)") == (scheme == "dark")
 
 
