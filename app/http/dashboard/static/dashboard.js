@@ -239,9 +239,7 @@
     if (!performance.getEntriesByName("first-render").length) performance.mark("first-render");
     performance.measure("refresh", { start: started, end: performance.now() });
     const ids = fleet.daemons.map((d) => d.daemonId).join(",");
-    if (ids && (ids !== historyIds || Date.now() - historyAt > HISTORY_EVERY_MS)) {
-      pollHistory().catch(() => {}); // a new page: its history at once, not at the next minute
-    }
+    if (ids && ids !== historyIds) pollHistory().catch(() => {}); // a new page: its history at once
   }
 
   async function pollHistory() {
@@ -591,7 +589,8 @@
     if (current.name === "list") {
       for (const control of filterControls) control.value = filters().get(control.dataset.param) || "";
       loop(async () => { await pollFleet(); await pollEvents(); }, POLL_MS, mine);
-      loop(async () => { if (historyAt && Date.now() - historyAt >= HISTORY_EVERY_MS) await pollHistory(); }, HISTORY_EVERY_MS, mine);
+      // Every minute, unless news about the page's daemons already brought it in the last half.
+      loop(async () => { if (historyAt && Date.now() - historyAt >= HISTORY_EVERY_MS / 2) await pollHistory(); }, HISTORY_EVERY_MS, mine);
     } else {
       $("detail-title").textContent = current.id;
       for (const a of document.querySelectorAll(".windows a")) {
