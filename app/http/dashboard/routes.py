@@ -63,7 +63,9 @@ PAGE = """<!doctype html>
     <label for="api-key">API key</label>
     <input id="api-key" name="api-key" type="password" autocomplete="off" spellcheck="false"
       required aria-describedby="key-help">
-    <p id="key-help" class="help">Kept in this tab only (session storage) and sent as X-API-Key.</p>
+    <p id="key-help" class="help">Kept in this tab only (session storage) and sent as X-API-Key.
+      A read key is enough. Started with <code>make run</code>? It printed the admin key, which
+      is also in <code>instance/admin-api-key</code>.</p>
     <button type="submit">Show dashboard</button>
   </form>
   <div id="board" hidden>
