@@ -92,9 +92,8 @@ def test_problems_come_first_with_coloured_counts_a_strip_and_the_stale_count_in
     beat(client, "alpha", tasksProcessed=120)
     beat(client, "bravo", tasksProcessed=40)
     clock.advance(20)
-    assert [d["daemonId"] for d in client.get("/api/daemon/health", headers={"X-API-Key": API_KEY}).get_json()["stale"]] == [
-        "gone", "sick", "slow"
-    ]
+    health = client.get("/api/daemon/health", headers={"X-API-Key": API_KEY}).get_json()
+    assert [d["daemonId"] for d in health["stale"]] == ["gone", "sick", "slow"]
     expect(page).to_have_title("Daemon health")
     assert page.locator("#favicon").get_attribute("href").endswith("/dashboard/favicon.svg")
     register(client, "gone")
@@ -283,7 +282,9 @@ def test_every_view_fits_passes_axe_and_is_screenshotted(
         assert (background == "rgb(18, 20, 23)") == (scheme == "dark")
 
 
-def test_the_accessibility_check_can_fail(client: FlaskClient, clock: FrozenClock, open_page: Callable[..., BrowserPage]) -> None:
+def test_the_accessibility_check_can_fail(
+    client: FlaskClient, clock: FrozenClock, open_page: Callable[..., BrowserPage]
+) -> None:
     """axe really runs: a field without a label and grey-on-grey text are caught."""
     a_small_fleet(client, clock)
     page = load(open_page())

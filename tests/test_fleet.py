@@ -54,7 +54,8 @@ def test_events_feed_reads_the_newest_in_one_request(clock, client, make_daemon,
     assert later["events"] == []
 
 
-@pytest.mark.parametrize(("params", "name"), [({"order": "random"}, "order"), ({"after": "-1"}, "after"), ({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"), ({"limit": "501"}, "limit")])
+@pytest.mark.parametrize(("params", "name"), [({"order": "random"}, "order"),
+                                             ({"after": "-1"}, "after"), ({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"), ({"limit": "501"}, "limit")])
 def test_bad_event_paging_is_400(client, params, name):
     response = client.get("/api/events", query_string=params, headers=HEADERS)
     assert response.status_code == 400
@@ -169,3 +170,13 @@ def test_bad_fleet_parameters_are_400_naming_them(client, params, name):
     response = client.get("/api/daemons", query_string=params, headers=HEADERS)
     assert response.status_code == 400
     assert list(response.get_json()["details"]) == [name]
+
+
+def test_a_cursor_naming_no_place_in_the_order_is_400(client, mixed_fleet):
+    import base64
+    import json
+
+    forged = base64.urlsafe_b64encode(json.dumps(["status", 10**30, "ok_1"]).encode()).decode()
+    response = client.get("/api/daemons", query_string={"sort": "status", "cursor": forged}, headers=HEADERS)
+    assert response.status_code == 400
+    assert list(response.get_json()["details"]) == ["cursor"]

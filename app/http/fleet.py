@@ -47,6 +47,7 @@ def list_events() -> Response:
     limit = _int_param("limit", 100, minimum=1, maximum=reads.MAX_EVENTS)
     order = request.args.get("order", "oldest")
     if order not in ("oldest", "newest"):
-        raise InvalidInput("Invalid query parameter order: must be oldest or newest", {"order": "must be oldest or newest"})
+        rule = "must be oldest or newest"
+        raise InvalidInput(f"Invalid query parameter order: {rule}", {"order": rule})
     found = reads.events(connection(), after=after, limit=limit, latest=order == "newest")
     return jsonify({"events": found, "lastId": found[-1]["id"] if found else after})

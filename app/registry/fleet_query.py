@@ -131,9 +131,9 @@ class FleetQuery:
             return after_id
         return (rank(now) > last_rank) | ((rank(now) == last_rank) & after_id)
 
-    def cursor_after(self, rank: int, daemon_id: str) -> str:
-        """The cursor of the page that follows the row at (``rank``, ``daemon_id``)."""
-        raw = json.dumps([self.sort, rank, daemon_id]).encode()
+    def cursor_after(self, row_rank: int, daemon_id: str) -> str:
+        """The cursor of the page that follows the row at (``row_rank``, ``daemon_id``)."""
+        raw = json.dumps([self.sort, row_rank, daemon_id]).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -152,6 +152,7 @@ def _cursor(raw: str, sort: str) -> tuple[int, str]:
     if (
         cursor_sort != sort
         or type(last_rank) is not int
+        or not 0 <= last_rank < len(SHOWN_STATUSES)
         or not isinstance(last_id, str)
         or not _DAEMON_ID.fullmatch(last_id)  # only ids reach SQL (no NUL for Postgres to refuse)
     ):

@@ -74,7 +74,8 @@ class json_array_contains(GenericFunction):  # noqa: N801
 def _json_array_contains_postgresql(element, compiler, **kw):
     column, value = element.clauses
     # JSONB containment: the GIN-indexable form, and exact (no text matching).
-    return f"({compiler.process(column, **kw)} @> jsonb_build_array(CAST({compiler.process(value, **kw)} AS text)))"
+    array = f"jsonb_build_array(CAST({compiler.process(value, **kw)} AS text))"
+    return f"({compiler.process(column, **kw)} @> {array})"
 
 
 @compiles(json_array_contains, "sqlite")

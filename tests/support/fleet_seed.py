@@ -49,7 +49,8 @@ def _day(daemon_id: str, n: int, now: datetime, status: str) -> list[dict[str, A
         events += [_event(daemon_id, "status_changed", ago(18), "degraded"),
                    _event(daemon_id, "status_changed", ago(16.5), "healthy")]
     if n % 4 == 2:
-        events += [_event(daemon_id, "stale", ago(10), None), _event(daemon_id, "registered", ago(9.25), "healthy")]
+        events += [_event(daemon_id, "stale", ago(10), None),
+                   _event(daemon_id, "registered", ago(9.25), "healthy")]
     if n % 5 == 3:
         events += [_event(daemon_id, "status_changed", ago(5), "unhealthy"),
                    _event(daemon_id, "status_changed", ago(4.5), "healthy")]
@@ -66,7 +67,8 @@ def _task_buckets(daemon_id: str, n: int, now: datetime) -> list[dict[str, Any]]
     for h in range(1, 24):
         tasks = 40 + (h * (n + 3)) % 60
         rows.append({"daemon_id": daemon_id, "bucket": floor(now, HOUR) - h * HOUR, "tasks": tasks,
-                     "failed": tasks // 8 if h % 6 == n % 6 else h % 3, "task_ms": tasks * (150.0 + 10 * (h % 5)),
+                     "failed": tasks // 8 if h % 6 == n % 6 else h % 3,
+                     "task_ms": tasks * (150.0 + 10 * (h % 5)),
                      "timed_tasks": tasks})
     return rows
 
