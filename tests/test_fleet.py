@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 
 from tests.support.api import HEADERS
@@ -173,9 +176,6 @@ def test_bad_fleet_parameters_are_400_naming_them(client, params, name):
 
 
 def test_a_cursor_naming_no_place_in_the_order_is_400(client, mixed_fleet):
-    import base64
-    import json
-
     forged = base64.urlsafe_b64encode(json.dumps(["status", 10**30, "ok_1"]).encode()).decode()
     response = client.get("/api/daemons", query_string={"sort": "status", "cursor": forged}, headers=HEADERS)
     assert response.status_code == 400
