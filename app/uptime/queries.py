@@ -66,6 +66,8 @@ def summaries_query(period: Period, daemon_ids: Collection[str] | None = None):
         .where(overlaps)
         .group_by(t.c.daemon_id, t.c.state, t.c.status, t.c.reason)
     )
+    if isinstance(daemon_ids, str):  # a lone id would be read as its characters
+        raise TypeError("daemon_ids takes a collection of ids, e.g. [daemon_id]")
     if daemon_ids is not None:
         query = query.where(t.c.daemon_id.in_(daemon_ids))
     return query
