@@ -1,18 +1,27 @@
 # The README's two commands: `make run` and `make test`.
+# `make run` installs only what serving needs (requirements.txt), so a fresh clone answers
+# quickly; `make test` adds the test tools (requirements-dev.txt) on top.
 PYTHON ?= python3
 VENV := .venv
-STAMP := $(VENV)/.installed
+PIP := $(VENV)/bin/pip --disable-pip-version-check
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
 
-run: $(STAMP)
+$(RUN_STAMP): requirements.txt | $(VENV)/bin/python
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+$(TEST_STAMP): requirements-dev.txt $(RUN_STAMP)
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(RUN_STAMP)
 	bin/dev
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

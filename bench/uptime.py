@@ -139,7 +139,7 @@ def main() -> None:
             period = Period(start=now - timedelta(days=args.days), end=now, now=now)
             with engine.connect() as conn:
                 fleet = timed(lambda: queries.summaries(conn, period), args.runs)
-                one = timed(lambda: queries.summaries(conn, period, "daemon_00042"), args.runs)
+                one = timed(lambda: queries.summaries(conn, period, ["daemon_00042"]), args.runs)
                 intervals = timed(lambda: queries.down_intervals(conn, period, "daemon_00042"), args.runs)
                 summaries = queries.summaries(conn, period)
             print(f"all-daemons {args.days}-day uptime: median {fleet * 1000:.1f} ms over {args.runs} runs "

@@ -17,68 +17,25 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.alerts import watcher
-from app.alerts.lanes import Lanes
-from app.cli import watcher_of
-from tests.support.api import API_KEY, HEADERS, heartbeat_body, registration
+from tests.support.api import API_KEY, HEADERS
 from tests.support.browser import ARTIFACTS, BrowserPage, contrast_ratio, parse_rgb
 from tests.support.clocks import FrozenClock
+from tests.support.console import (
+    POLL_MS,
+    STORAGE_KEY,
+    beat,
+    enter_key,
+    expect,
+    load,
+    real_now,
+    register,
+    row,
+    watcher_tick,
+)
 
-STORAGE_KEY = "daemonHealth.apiKey"
-POLL_MS = 250  # ?poll=: the page polls every 5 s by default
-
-
-def real_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def expect(target: Any) -> Any:
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
-
-
-def register(client: FlaskClient, daemon_id: str, **overrides: Any) -> None:
-    body = registration(daemonId=daemon_id, **overrides)
-    response = client.post("/api/daemon/register", json=body, headers=HEADERS)
-    assert response.status_code == 201, response.get_json()
-
-
-def beat(client: FlaskClient, daemon_id: str, **overrides: Any) -> None:
-    body = heartbeat_body(daemonId=daemon_id, **overrides)
-    response = client.post("/api/daemon/heartbeat", json=body, headers=HEADERS)
-    assert response.status_code == 200, response.get_json()
-
-
-def watcher_tick(app: Flask) -> list[str]:
-    """One pass of the real watcher (no webhooks configured): records stale events, reaps nothing."""
-    with Lanes() as lanes:
-        return watcher.tick(watcher_of(app), lanes).stale
-
-
-def load(tab: BrowserPage, *, key: str | None = API_KEY) -> Any:
-    page = tab.page
-    page.goto(f"{tab.traffic.base_url}/dashboard?poll={POLL_MS}")
-    if key is not None:
-        enter_key(page, key)
-    return page
-
-
-def enter_key(page: Any, key: str) -> None:
-    # By keyboard, as an operator would: the field has focus when the form shows.
-    expect(page.get_by_label("API key")).to_be_focused()
-    page.keyboard.type(key)
-    page.keyboard.press("Enter")
-
-
-def row(page: Any, daemon_id: str) -> Any:
-    header = page.get_by_role("rowheader", name=daemon_id, exact=True)
-    return page.locator("#daemons tbody tr").filter(has=header)
-
-
-# Cells after the row header: status, [daemon id], last seen, version, capabilities, tasks,
-# current task, uptime.
-STATUS, LAST_SEEN, VERSION, CAPABILITIES, TASKS, CURRENT_TASK, UPTIME, ERRORS, AVG_TASK = range(9)
+# Cells after the row header: status, [daemon id], 24 h strip, uptime, last seen, version,
+# capabilities, tasks, current task, error rate, average task time, tasks chart.
+STATUS, STRIP, UPTIME, LAST_SEEN, VERSION, CAPABILITIES, TASKS, CURRENT_TASK, ERRORS, AVG_TASK, SPARK = range(11)
 
 
 def cell(page: Any, daemon_id: str, column: int) -> Any:
@@ -159,7 +116,7 @@ def test_registered_daemons_appear_with_status_version_tasks_and_uptime(
     expect(page.locator("#count-stale")).to_have_text("1")
     # 24 h uptime: delta was up for its TTL (60 s) and has been down for 60 s since.
     expect(cell(page, "alpha", UPTIME)).to_have_text("100 %")
-    expect(cell(page, "delta", UPTIME)).to_have_text("50.00 % (1 incident)")
+    expect(cell(page, "delta", UPTIME)).to_have_text("50.00 %1 incident")  # the incidents on a line of their own
     # 24 h task metrics: alpha failed 3 of 42 tasks at 125 ms each; charlie reports no time or failures.
     expect(cell(page, "alpha", ERRORS)).to_have_text("7.14 % of 42")
     expect(cell(page, "alpha", AVG_TASK)).to_have_text("125 ms")
@@ -175,9 +132,9 @@ def test_registered_daemons_appear_with_status_version_tasks_and_uptime(
     first = seconds_ago(age.inner_text())
     assert first < 30
     page.wait_for_function(
-        """n => parseInt(document.querySelector("#daemons tbody tr td.age").textContent, 10) >= n""",
+        """n => parseInt(document.querySelector("#daemons tbody tr.is-healthy td.age").textContent, 10) >= n""",
         arg=first + 2,
-    )  # alpha is the first row (ordered by id)
+    )  # alpha is the one healthy row
     expect(cell(page, "delta", LAST_SEEN)).to_have_text(re.compile(r"^2 min \d+ s ago$"))
 
     # Rows are updated in place (a screen reader's position or a selection survives a poll).
@@ -194,7 +151,7 @@ def test_registered_daemons_appear_with_status_version_tasks_and_uptime(
     assert all(API_KEY not in r.url for r in tab.traffic.requests)
     assert API_KEY not in page.url
     paths = {c.url.split("?")[0].removeprefix(tab.traffic.base_url) for c in calls}
-    assert paths == {"/api/daemons", "/api/events", "/api/daemon/uptime", "/api/daemon/metrics"}  # never /health
+    assert paths == {"/api/daemons", "/api/events", "/api/daemons/history"}  # never /health
 
     # Accessible: a captioned table with scoped headers, a polite live region, readable colours.
     expect(page.locator("#daemons caption")).to_contain_text("Daemons")
@@ -255,7 +212,7 @@ def test_a_daemon_going_stale_shows_stale_and_its_event_arrives(
     expect(newest).to_contain_text("alpha")
     expect(newest.locator(".new")).to_have_text("new")
     expect(page.locator("#announce")).to_have_text(re.compile(r"^Daemon alpha went stale at "))
-    expect(cell(page, "alpha", UPTIME)).to_contain_text("(1 incident)")  # news refreshes uptime
+    expect(cell(page, "alpha", UPTIME)).to_contain_text("1 incident")  # news refreshes uptime
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
@@ -267,7 +224,7 @@ def test_a_daemon_going_stale_shows_stale_and_its_event_arrives(
     assert client.delete("/api/daemon/delta", headers=HEADERS).status_code == 200
     expect(row(page, "alpha")).to_have_count(0)
     expect(row(page, "delta")).to_have_count(0)
-    expect(page.locator("#daemons tbody th")).to_have_text(["bravo", "charlie"])
+    expect(page.locator("#daemons tbody th")).to_have_text(["charlie", "bravo"])  # degraded first
     expect(page.locator("#count-stale")).to_have_text("0")
     expect(page.locator("#events li").first).to_contain_text("deregistered delta")
     assert not any("/api/daemon/health" in r.url for r in tab.traffic.requests)
@@ -312,13 +269,13 @@ def test_unreachable_api_shows_a_banner_and_keeps_the_last_data(
     expect(banner).to_be_visible()
     expect(banner).to_contain_text("The API is unreachable")
     expect(banner).to_contain_text("Showing the last data, from")
-    expect(page.locator("#board")).to_have_class("old")
+    expect(page.locator("main")).to_have_class("old")
     expect(page.locator("#daemons caption")).to_contain_text("not current")
     expect(cell(page, "alpha", STATUS)).to_have_text("healthy")  # kept
 
     page.unroute("**/api/**")
     expect(banner).to_be_hidden()
-    expect(page.locator("#board")).not_to_have_class("old")
+    expect(page.locator("main")).not_to_have_class("old")
     expect(page.locator("#daemons caption")).not_to_contain_text("not current")
 
 
@@ -348,3 +305,19 @@ def test_last_seen_is_not_fooled_by_a_skewed_browser_clock(
     # Uncorrected, this would read "1 h 0 min ago".
     expect(cell(page, "alpha", LAST_SEEN)).to_have_text(re.compile(r"^\d+ s ago$"))
     assert seconds_ago(cell(page, "alpha", LAST_SEEN).inner_text()) < 30
+
+
+def test_the_service_has_an_icon_and_the_tab_icon_draws_the_stale_count(client: FlaskClient) -> None:
+    ico = client.get("/favicon.ico")
+    assert ico.status_code == 200 and ico.mimetype == "image/vnd.microsoft.icon"
+    assert ico.get_data()[:4] == b"\x00\x00\x01\x00"  # an ICO header
+    ico.close()
+    html = client.get("/dashboard").get_data(as_text=True)
+    assert '<link rel="icon" id="favicon" href="/dashboard/favicon.svg" type="image/svg+xml">' in html
+    for stale, drawn in (("0", None), ("7", ">7</text>"), ("123", ">99+</text>"), ("-1", None), ("x", None)):
+        svg = client.get(f"/dashboard/favicon.svg?stale={stale}").get_data(as_text=True)
+        assert svg.startswith("<svg ")
+        if drawn:
+            assert drawn in svg and "#b3261e" in svg
+        else:
+            assert "</text>" in svg and "><" in svg.split("<text")[1] and "#17692f" in svg

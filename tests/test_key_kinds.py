@@ -23,6 +23,7 @@ CALLS = {
     "daemons.deregister": ("delete", f"/api/daemon/{DAEMON_ID}", None),
     "daemons.health": ("get", "/api/daemon/health", None),
     "fleet.list_daemons": ("get", "/api/daemons", None),
+    "fleet.daemons_history": ("get", f"/api/daemons/history?ids={DAEMON_ID}", None),
     "fleet.list_events": ("get", "/api/events", None),
     "regions.list_regions": ("get", "/api/regions", None),
     "uptime.fleet_uptime": ("get", "/api/daemon/uptime", None),
@@ -43,7 +44,8 @@ ALLOWED = {
         "leases.acquire", "leases.release",
     },
     "read": {
-        "daemons.get_daemon", "fleet.list_daemons", "fleet.list_events", "regions.list_regions",
+        "daemons.get_daemon", "fleet.list_daemons", "fleet.daemons_history", "fleet.list_events",
+        "regions.list_regions",
         "uptime.fleet_uptime", "uptime.daemon_uptime", "task_metrics.fleet_metrics",
         "task_metrics.daemon_metrics", "metrics.metrics", "leases.list_leases",
     },
@@ -158,7 +160,12 @@ def test_the_row_keeps_the_keys_fingerprint_never_the_key(scoped, engine):
 
 def test_the_dashboards_reads_work_with_a_read_key(scoped):
     key = {"X-API-Key": READ_KEY}
-    for path in ("/api/daemons", "/api/events?after=0&limit=500", "/api/daemon/uptime"):
+    for path in (
+        "/api/daemons", "/api/events?after=0&limit=500", "/api/daemon/uptime",
+        # What the console asks for now: a page, its history, the newest events, one daemon.
+        "/api/daemons?sort=status&limit=50", f"/api/daemons/history?ids={DAEMON_ID}&window=24h&slots=48",
+        "/api/events?order=newest&limit=50", f"/api/daemons?id={DAEMON_ID}&limit=1",
+    ):
         assert scoped.get(path, headers=key).status_code == 200, path
     assert scoped.get("/metrics", headers={"Authorization": f"Bearer {READ_KEY}"}).status_code == 200
 

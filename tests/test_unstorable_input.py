@@ -33,6 +33,15 @@ VALID_QUERY_VALUES = {
     "step": "1h",
     "daemonId": DAEMON,
     "region": "eu-west",
+    "q": "macmini",
+    "id": "daemon_macmini_1",
+    "status": "healthy",
+    "capability": "queue",
+    "sort": "status",
+    "cursor": "WyJpZCIsIDAsICJkYWVtb25fbWFjbWluaV8xIl0",  # the id sort's cursor after daemon_macmini_1
+    "ids": "daemon_macmini_1,daemon_macmini_2",
+    "slots": "48",
+    "order": "newest",
 }
 UNSTORABLE = ["\x00", "\ud800", "\udbff", "\udc00", "\udfff", "\udc00\ud800"]
 STORABLE_TEXT_RULE = "must not contain U+0000 (NUL) or unpaired surrogates"

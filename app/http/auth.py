@@ -53,6 +53,7 @@ ACCESS: Mapping[str, Rule] = {
     "daemons.deregister": _rule(ADMIN, DAEMON),
     "daemons.health": _rule(ADMIN),
     "fleet.list_daemons": _rule(ADMIN, READ),
+    "fleet.daemons_history": _rule(ADMIN, READ),
     "fleet.list_events": _rule(ADMIN, READ),
     "regions.list_regions": _rule(ADMIN, READ),
     "uptime.fleet_uptime": _rule(ADMIN, READ),
@@ -71,7 +72,7 @@ ALLOWED = {
     "(POST /api/daemon/heartbeat), read (GET /api/daemon/{daemonId}) and deregister "
     "(DELETE /api/daemon/{daemonId}) the daemons registered with it, and acquire and release "
     "leases for them (POST and DELETE /api/leases/{name})",
-    READ: "a read key may only read GET /api/daemons, /api/events, /api/regions, /api/daemon/{daemonId}, "
+    READ: "a read key may only read GET /api/daemons, /api/daemons/history, /api/events, /api/regions, /api/daemon/{daemonId}, "
     "/api/daemon/uptime, /api/daemon/{daemonId}/uptime, /api/daemon/metrics, "
     "/api/daemon/{daemonId}/metrics, /api/leases and /metrics; "
     "not /api/daemon/health, which removes stale daemons",

@@ -1,4 +1,4 @@
-"""HTTP for the read-only fleet views (registry.fleet): /api/daemons, /api/events."""
+"""HTTP for the read-only fleet views: /api/daemons, /api/daemons/history, /api/events."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ from flask import Blueprint, Response, jsonify, request
 
 from app.http.context import connection, now
 from app.registry import reads
+from app.registry.fleet_query import MAX_LIMIT, parse_fleet_query
 from app.registry.schemas import InvalidInput
+from app.uptime import strips
+from app.uptime.period import parse_period
 
 bp = Blueprint("fleet", __name__, url_prefix="/api")
 
 
-def _int_param(name: str, default: int, *, minimum: int, maximum: int) -> int:
+def _int_param(name: str, default: int | None, *, minimum: int, maximum: int) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return default
@@ -24,14 +27,27 @@ def _int_param(name: str, default: int, *, minimum: int, maximum: int) -> int:
 
 @bp.get("/daemons")
 def list_daemons() -> Response:
-    daemons = reads.fleet(connection(), now=now())
-    stale = sum(1 for d in daemons if d["stale"])
-    return jsonify({"daemons": daemons, "totalActive": len(daemons) - stale, "totalStale": stale})
+    # Without a limit, every matching daemon (what scripts written before paging expect).
+    limit = _int_param("limit", None, minimum=1, maximum=MAX_LIMIT)
+    query = parse_fleet_query(request.args, limit=limit)
+    return jsonify(reads.fleet(connection(), query, now=now()))
+
+
+@bp.get("/daemons/history")
+def daemons_history() -> Response:
+    period = parse_period(request.args, now=now())
+    slots = _int_param("slots", strips.DEFAULT_SLOTS, minimum=1, maximum=strips.MAX_SLOTS)
+    daemon_ids = strips.parse_ids(request.args)
+    return jsonify({**period.wire_fields(), **strips.history(connection(), period, daemon_ids, slots)})
 
 
 @bp.get("/events")
 def list_events() -> Response:
     after = _int_param("after", 0, minimum=0, maximum=2**63 - 1)
     limit = _int_param("limit", 100, minimum=1, maximum=reads.MAX_EVENTS)
-    found = reads.events(connection(), after=after, limit=limit)
+    order = request.args.get("order", "oldest")
+    if order not in ("oldest", "newest"):
+        rule = "must be oldest or newest"
+        raise InvalidInput(f"Invalid query parameter order: {rule}", {"order": rule})
+    found = reads.events(connection(), after=after, limit=limit, latest=order == "newest")
     return jsonify({"events": found, "lastId": found[-1]["id"] if found else after})

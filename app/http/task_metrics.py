@@ -27,7 +27,7 @@ def daemon_metrics(daemon_id: str) -> Response:
     total, points = summaries.series(conn, period, daemon_id, step)
     # History means task counts or a span of its life (uptime's timeline) in the period.
     if not total["tasks"] and not summaries.per_daemon(conn, period, daemon_id) and not uptime.summaries(
-        conn, period, daemon_id
+        conn, period, [daemon_id]
     ):
         return error_response(404, f"No history for daemon {daemon_id!r} in this period")
     return jsonify(

@@ -22,7 +22,7 @@ def fleet_uptime() -> Response:
 def daemon_uptime(daemon_id: str) -> Response:
     period = parse_period(request.args, now=now())
     conn = connection()
-    found = queries.summaries(conn, period, daemon_id)
+    found = queries.summaries(conn, period, [daemon_id])
     if not found:
         return error_response(404, f"No history for daemon {daemon_id!r} in this period")
     return jsonify(

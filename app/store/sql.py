@@ -1,8 +1,8 @@
-"""SQL functions the uptime queries need, spelled for each database."""
+"""SQL functions the uptime and fleet queries need, spelled for each database."""
 
 from __future__ import annotations
 
-from sqlalchemy import ClauseElement, Float
+from sqlalchemy import Boolean, ClauseElement, Float
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
@@ -61,3 +61,27 @@ def postgres_sql(clause: ClauseElement) -> str:
 
 
 _POSTGRES_NAMED = postgresql.dialect(paramstyle="named")
+
+
+class json_array_contains(GenericFunction):  # noqa: N801
+    """json_array_contains(column, value): the JSON array in ``column`` holds the string ``value``."""
+
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(json_array_contains, "postgresql")
+def _json_array_contains_postgresql(element, compiler, **kw):
+    column, value = element.clauses
+    # JSONB containment: the GIN-indexable form, and exact (no text matching).
+    array = f"jsonb_build_array(CAST({compiler.process(value, **kw)} AS text))"
+    return f"({compiler.process(column, **kw)} @> {array})"
+
+
+@compiles(json_array_contains, "sqlite")
+def _json_array_contains_sqlite(element, compiler, **kw):
+    column, value = element.clauses
+    return (
+        f"EXISTS (SELECT 1 FROM json_each({compiler.process(column, **kw)}) "
+        f"WHERE json_each.value = {compiler.process(value, **kw)})"
+    )

@@ -9,6 +9,7 @@ cost grows with the number of events, not of heartbeats.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import Column, Connection, MetaData, String, Table, func, literal, or_, select
@@ -49,8 +50,8 @@ def _clipped_spans(period: Period):
     return start, end, overlaps
 
 
-def summaries_query(period: Period, daemon_id: str | None = None):
-    """Seconds and span counts per daemon, state, status and reason."""
+def summaries_query(period: Period, daemon_ids: Collection[str] | None = None):
+    """Seconds and span counts per daemon (of every one, or of ``daemon_ids``), state, status and reason."""
     t = daemon_timeline
     start, end, overlaps = _clipped_spans(period)
     query = (
@@ -65,15 +66,19 @@ def summaries_query(period: Period, daemon_id: str | None = None):
         .where(overlaps)
         .group_by(t.c.daemon_id, t.c.state, t.c.status, t.c.reason)
     )
-    if daemon_id is not None:
-        query = query.where(t.c.daemon_id == daemon_id)
+    if isinstance(daemon_ids, str):  # a lone id would be read as its characters
+        raise TypeError("daemon_ids takes a collection of ids, e.g. [daemon_id]")
+    if daemon_ids is not None:
+        query = query.where(t.c.daemon_id.in_(daemon_ids))
     return query
 
 
-def summaries(conn: Connection, period: Period, daemon_id: str | None = None) -> list[dict[str, Any]]:
-    """Uptime of every daemon seen in the period (or of one), sorted by id."""
+def summaries(
+    conn: Connection, period: Period, daemon_ids: Collection[str] | None = None
+) -> list[dict[str, Any]]:
+    """Uptime of every daemon seen in the period (or of those of ``daemon_ids``), sorted by id."""
     totals: dict[str, dict[str, Any]] = defaultdict(_empty_summary)
-    for row in conn.execute(summaries_query(period, daemon_id)):
+    for row in conn.execute(summaries_query(period, daemon_ids)):
         summary = totals[row.daemon_id]
         seconds = max(float(row.seconds or 0.0), 0.0)
         if row.state == "up":
@@ -85,6 +90,20 @@ def summaries(conn: Connection, period: Period, daemon_id: str | None = None) ->
             summary["downSeconds"] += seconds
             summary["incidents"] += row.spans
     return [_finish(daemon, totals[daemon]) for daemon in sorted(totals)]
+
+
+def spans(conn: Connection, period: Period, daemon_ids: Collection[str]) -> list[Any]:
+    """The spans of these daemons' lives in the period, clipped to it, by daemon and start.
+
+    Each row: ``daemon_id``, ``start``, ``end``, ``state``, ``status``, ``reason``.
+    """
+    t = daemon_timeline
+    start, end, overlaps = _clipped_spans(period)
+    return conn.execute(
+        select(t.c.daemon_id, start.label("start"), end.label("end"), t.c.state, t.c.status, t.c.reason)
+        .where(overlaps, t.c.daemon_id.in_(daemon_ids))
+        .order_by(t.c.daemon_id, t.c.started_at)
+    ).all()
 
 
 def down_intervals(conn: Connection, period: Period, daemon_id: str) -> list[dict[str, Any]]:

@@ -21,6 +21,10 @@ from tests.support.paths import ROOT
 from tests.support.unavailable import skip_or_fail
 
 CHROMIUM = "/usr/bin/chromium"
+# axe-core, from npm (tests/support/node: `npm ci` there; .ci/run does it). Injected, never served.
+AXE = ROOT / "tests" / "support" / "node" / "node_modules" / "axe-core" / "axe.min.js"
+DESKTOP = {"width": 1400, "height": 900}
+PHONE = {"width": 390, "height": 844}
 CHROMIUM_ARGS = [
     "--headless=new",
     "--no-sandbox",
@@ -93,12 +97,24 @@ class BrowserPage:
 
 @pytest.fixture
 def open_page(browser: Any, live_url: str) -> Iterator[Any]:
-    """``open_page(init_script=None)``: a fresh tab (own sessionStorage) watched by ``Traffic``."""
+    """``open_page(init_script=None, viewport=DESKTOP, color_scheme="light", reduced_motion=...)``:
+    a fresh tab (own sessionStorage) watched by ``Traffic``."""
     contexts: list[Any] = []
     opened: list[BrowserPage] = []
 
-    def open_(init_script: str | None = None) -> BrowserPage:
-        context = browser.new_context(viewport={"width": 1280, "height": 800}, service_workers="block")
+    def open_(
+        init_script: str | None = None,
+        *,
+        viewport: dict[str, int] = DESKTOP,
+        color_scheme: str = "light",
+        reduced_motion: str = "no-preference",
+    ) -> BrowserPage:
+        context = browser.new_context(
+            viewport=viewport,
+            color_scheme=color_scheme,
+            reduced_motion=reduced_motion,
+            service_workers="block",
+        )
         contexts.append(context)
         traffic = Traffic(live_url)
 
@@ -155,3 +171,21 @@ def parse_rgb(css: str) -> tuple[int, int, int]:
     parts = [p.strip() for p in inside.split(",")]
     assert len(parts) == 3 or float(parts[3]) == 1.0, f"not opaque: {css}"
     return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def axe_violations(page: Any, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+    """Run axe-core on the page as it is now; each violation of these impacts, in words.
+
+    The script is evaluated through the DevTools protocol, which the page's CSP does not govern.
+    """
+    if not AXE.exists():
+        skip_or_fail(f"{AXE.relative_to(ROOT)} is missing: run `npm ci` in tests/support/node")
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(AXE.read_text(encoding="utf-8"))
+    results = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at "
+        + "; ".join(" ".join(node["target"]) for node in v["nodes"][:5])
+        for v in results["violations"]
+        if v["impact"] in impacts
+    ]

@@ -19,6 +19,8 @@ from app.registry.schemas import (
     LeaseRequestIn,
     RegistrationIn,
 )
+from app.registry.fleet_query import FILTERS, MAX_LIMIT, SORTS
+from app.uptime import strips
 from app.uptime.period import MAX_PERIOD
 
 bp = Blueprint("openapi", __name__)
@@ -34,6 +36,7 @@ MODELS: list[type[BaseModel]] = [
     r.DaemonState,
     r.HealthResponse,
     r.FleetResponse,
+    r.FleetHistory,
     r.EventsResponse,
     r.Regions,
     r.FleetUptime,
@@ -234,9 +237,46 @@ def document() -> dict[str, Any]:
             },
             "/api/daemons": {
                 "get": _operation(
-                    "Every daemon row, expired ones marked stale (never reaps)",
+                    "Daemon rows, expired ones marked stale (never reaps); filtered, sorted, paged",
                     (200, r.FleetResponse, "The fleet."),
-                    READ_ERRORS,
+                    [400, *READ_ERRORS],
+                    parameters=[
+                        *(_query(name, f.description, {"type": "string"}) for name, f in FILTERS.items()),
+                        _query(
+                            "sort",
+                            "; ".join(f"{name}: {order}" for name, order in SORTS.items()) + " (default id).",
+                            {"type": "string", "enum": list(SORTS)},
+                        ),
+                        _query(
+                            "limit",
+                            "At most this many per page; without it, every matching daemon.",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                        ),
+                        _query("cursor", "The previous page's nextCursor (same sort).", {"type": "string"}),
+                    ],
+                )
+            },
+            "/api/daemons/history": {
+                "get": _operation(
+                    "A few daemons' history strips, uptime and tasks per slot, in one read",
+                    (200, r.FleetHistory, "One entry per id asked for."),
+                    [400, *READ_ERRORS],
+                    parameters=[
+                        {
+                            **_query(
+                                "ids",
+                                f"Daemon ids, comma-separated (1 to {strips.MAX_IDS}).",
+                                {"type": "string"},
+                            ),
+                            "required": True,
+                        },
+                        *PERIOD,
+                        _query(
+                            "slots",
+                            f"How many equal slots the period is cut into (default {strips.DEFAULT_SLOTS}).",
+                            {"type": "integer", "minimum": 1, "maximum": strips.MAX_SLOTS},
+                        ),
+                    ],
                 )
             },
             "/api/leases": {
@@ -280,6 +320,12 @@ def document() -> dict[str, Any]:
                     parameters=[
                         _query("after", "Only events with a larger id.", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}),
                         _query("limit", "At most this many.", {"type": "integer", "minimum": 1, "maximum": 500}),
+                        _query(
+                            "order",
+                            "oldest (default): the first `limit` events after `after`; newest: the last "
+                            "`limit` of them. Either way the answer lists them oldest first.",
+                            {"type": "string", "enum": ["oldest", "newest"]},
+                        ),
                     ],
                 )
             },

@@ -67,10 +67,20 @@ class FleetDaemon(DaemonState):
     stale: bool
 
 
+class ShownCounts(_Out):
+    stale: int
+    unhealthy: int
+    degraded: int
+    healthy: int
+
+
 class FleetResponse(_Out):
-    daemons: list[FleetDaemon]
-    totalActive: int
-    totalStale: int
+    daemons: list[FleetDaemon] = Field(description="This page of the daemons that match, in the order asked.")
+    totalActive: int = Field(description="Live daemons in the whole fleet, whatever the filters.")
+    totalStale: int = Field(description="Expired daemons in the whole fleet, whatever the filters.")
+    counts: ShownCounts = Field(description="The whole fleet by what each daemon shows as.")
+    matching: int = Field(description="How many daemons match the filters, on every page.")
+    nextCursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
 
 
 class Event(_Out):
@@ -131,6 +141,29 @@ class TaskSummary(_Out):
     avgResponseTimeMs: float | None = Field(
         description="Task time / tasks, over tasks whose daemon reported taskTimeMs; null without such tasks."
     )
+
+
+class SlotTasks(_Out):
+    tasks: int
+    failedTasks: int
+
+
+class DaemonHistory(_Out):
+    daemonId: str
+    slots: list[str | None] = Field(
+        description="Per slot, oldest first, the most severe of up < planned < degraded < unhealthy "
+        "< down seen in it; null without history (before the first registration, or after now)."
+    )
+    uptime: UptimeSummary | None = Field(description="Over the period; null without history in it.")
+    tasks: TaskSummary
+    taskSlots: list[SlotTasks]
+
+
+class FleetHistory(_Out):
+    from_: str = Field(alias="from", json_schema_extra={"format": "date-time"})
+    to: str = Timestamp
+    slotSeconds: float
+    daemons: list[DaemonHistory] = Field(description="One per id asked for, in that order.")
 
 
 class DaemonTaskSummary(TaskSummary):

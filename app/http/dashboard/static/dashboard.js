@@ -1,27 +1,42 @@
-// Live daemon dashboard: plain JavaScript, no build step, no outside resources.
-// Reads only the side-effect-free views (/api/daemons, /api/events, /api/daemon/uptime,
-// /api/daemon/metrics);
-// never /api/daemon/health, whose stale report is once-only and belongs to alerting.
+// Operator's console: plain JavaScript, no build step, no outside resources.
+// Reads only side-effect-free views (/api/daemons, /api/daemons/history, /api/events, one
+// daemon's /uptime and /metrics); never /api/daemon/health, whose stale report is once-only
+// and belongs to alerting. What it asks for follows the screen, not the fleet: one page of
+// daemons, the history of the daemons on that page, and the events since the last poll.
 "use strict";
 (() => {
   const KEY = "daemonHealth.apiKey"; // sessionStorage only: never the URL, never localStorage
+  const PAGE_SIZE = 50;
   const MAX_EVENTS = 50;
-  const PAGE = 500; // /api/events' largest page
-  const api = document.body.dataset.api;
+  const EVENTS_PAGE = 500; // /api/events' largest page
+  const SLOTS = 48; // half hours in the 24 h strip
+  const WINDOWS = ["24h", "7d", "30d"];
+  const body = document.body;
+  const api = body.dataset.api, home = body.dataset.home, faviconUrl = body.dataset.favicon;
   const requested = Number(new URLSearchParams(location.search).get("poll"));
   const POLL_MS = Number.isFinite(requested) && requested >= 100 ? requested : 5000;
-  const UPTIME_EVERY_MS = POLL_MS * 12; // 60 s at the default 5 s
+  const HISTORY_EVERY_MS = POLL_MS * 12; // 60 s at the default 5 s
   const $ = (id) => document.getElementById(id);
+  const filterControls = [...document.querySelectorAll("#filters [data-param]")];
 
   let run = 0; // bumped to cancel every loop and drop every in-flight answer
-  let fleet = null, fleetAt = 0, uptime = new Map(), taskMetrics = new Map();
-  let lastEventId = 0, caughtUp = false;
-  const rows = new Map(); // daemonId -> <tr>, updated in place (no churn under a reader or a selection)
-  let failure = null;
+  let failure = null, fleetAt = 0, shownStale = -1;
   let skew = { lo: -Infinity, hi: Infinity, at: NaN }; // (server clock - browser clock), ms
+  // The list: the current page and how we got there, its rows (updated in place), their history.
+  let page = null, cursors = [], recent = new Map(), historyAt = 0, historyIds = "";
+  const rows = new Map(); // daemonId -> <tr>
+  let lastEventId = null, caughtUp = false;
+  const capabilities = new Set();
 
   class AuthError extends Error {}
-  class Cancelled extends Error {} // an answer that arrived after the key changed or was forgotten
+  class Cancelled extends Error {} // an answer that arrived after the view, filters or key changed
+  class HttpError extends Error {
+    constructor(status, body) {
+      super(`HTTP ${status}${body.error ? `: ${body.error}` : ""}`);
+      this.status = status;
+      this.body = body;
+    }
+  }
 
   // --- the server's clock, from the Date header of each answer --------------------------
   // The header has whole seconds: the server's time was in [date, date + 1 s) somewhere
@@ -39,6 +54,14 @@
   }
   const serverNow = () => Date.now() + (Number.isFinite(skew.at) ? skew.at : 0);
 
+  // --- words for numbers and times --------------------------------------------------------
+  function duration(seconds) {
+    const s = Math.max(0, Math.round(seconds));
+    if (s < 60) return `${s} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ""}`;
+    if (s < 86400) return `${Math.floor(s / 3600)} h${s % 3600 >= 60 ? ` ${Math.floor((s % 3600) / 60)} min` : ""}`;
+    return `${Math.floor(s / 86400)} d${s % 86400 >= 3600 ? ` ${Math.floor((s % 86400) / 3600)} h` : ""}`;
+  }
   function ago(ms) {
     const s = Math.max(0, Math.floor(ms / 1000));
     if (s < 60) return `${s} s ago`;
@@ -49,6 +72,44 @@
   const clockTime = (iso) => new Date(iso).toLocaleString([], {
     month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
   });
+  const hourMinute = (ms) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
+  const count = (n) => n.toLocaleString("en");
+  const percent = (ratio) => (ratio === 1 ? "100" : (Math.floor(ratio * 10000) / 100).toFixed(2));
+  const plural = (n, word) => `${count(n)} ${word}${n === 1 ? "" : "s"}`;
+  // Whole milliseconds once they are many; a tenth below 10 ms.
+  const milliseconds = (ms) => `${ms >= 10 ? count(Math.round(ms)) : ms.toFixed(1)} ms`;
+
+  // --- where we are: the URL is the state (shareable; the key is never in it) --------------
+  function view() {
+    const prefix = `${home}/daemons/`;
+    if (location.pathname.startsWith(prefix)) {
+      const search = new URLSearchParams(location.search);
+      const period = WINDOWS.includes(search.get("window")) ? search.get("window") : "24h";
+      return { name: "detail", id: decodeURIComponent(location.pathname.slice(prefix.length)), period };
+    }
+    return { name: "list" };
+  }
+  // Filters as the URL and the API spell them: each control's data-param is a query parameter.
+  function filters() {
+    const search = new URLSearchParams(location.search), chosen = new URLSearchParams();
+    for (const control of filterControls) {
+      const value = (search.get(control.dataset.param) || "").trim();
+      if (value) chosen.set(control.dataset.param, value);
+    }
+    return chosen;
+  }
+  // Internal URLs keep ?poll= (a test's or an operator's choice of refresh rate).
+  function withPoll(url) {
+    const poll = new URLSearchParams(location.search).get("poll");
+    if (!poll) return url;
+    const target = new URL(url, location.href);
+    target.searchParams.set("poll", poll);
+    return target.pathname + target.search;
+  }
+  function navigate(url, { replace = false } = {}) {
+    window.history[replace ? "replaceState" : "pushState"](null, "", withPoll(url));
+    show();
+  }
 
   // --- HTTP ---------------------------------------------------------------------------
   async function get(path) {
@@ -59,14 +120,12 @@
       headers: { "X-API-Key": key, Accept: "application/json" }, cache: "no-store",
     });
     learnSkew(res.headers.get("Date"), t0, Date.now());
-    if (res.status === 401) throw new AuthError("rejected");
-    if (!res.ok) {
-      const body = await res.json().catch(() => ({}));
-      throw new Error(`HTTP ${res.status}${body.error ? `: ${body.error}` : ""}`);
-    }
-    const body = await res.json();
     if (mine !== run) throw new Cancelled();
-    return body;
+    if (res.status === 401) throw new AuthError("rejected");
+    if (!res.ok) throw new HttpError(res.status, await res.json().catch(() => ({})));
+    const answer = await res.json();
+    if (mine !== run) throw new Cancelled();
+    return answer;
   }
 
   function loop(task, every, mine) {
@@ -76,7 +135,7 @@
         await task();
         if (mine === run) setFailure(null);
       } catch (err) {
-        if (mine !== run) return;
+        if (mine !== run || err instanceof Cancelled) return;
         if (err instanceof AuthError) return askForKey("That key was not accepted. Enter it again.");
         setFailure(err instanceof TypeError ? "network error" : err.message);
       }
@@ -85,58 +144,24 @@
     step();
   }
 
-  // --- data ---------------------------------------------------------------------------
-  async function pollFleet() {
-    const body = await get("/daemons");
-    fleet = body;
-    fleetAt = Date.now();
-    renderFleet();
-  }
-
-  async function pollEvents() {
-    // The feed only pages forward: read up to the newest, keeping the last MAX_EVENTS.
-    const list = $("events"), wentStale = [];
-    for (let pages = 0; pages < 10; pages++) {
-      const body = await get(`/events?after=${lastEventId}&limit=${PAGE}`);
-      for (const event of body.events) {
-        list.prepend(eventItem(event, caughtUp)); // history read at start is not news
-        if (caughtUp && event.kind === "stale") wentStale.push(event);
-      }
-      while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
-      if (caughtUp && body.events.length) pollUptime().catch(() => {}); // news moves uptime
-      lastEventId = body.lastId;
-      if (body.events.length < PAGE) { caughtUp = true; break; }
-    }
-    if (wentStale.length) {
-      $("announce").textContent = wentStale.map(
-        (e) => `Daemon ${e.daemonId} went stale at ${clockTime(e.occurredAt)}.`).join(" ");
-    }
-  }
-
-  async function pollUptime() {
-    const body = await get("/daemon/uptime?window=24h");
-    uptime = new Map(body.daemons.map((d) => [d.daemonId, d]));
-    if (fleet) renderFleet();
-  }
-
-  async function pollTaskMetrics() {
-    const body = await get("/daemon/metrics?window=24h");
-    taskMetrics = new Map(body.daemons.map((d) => [d.daemonId, d]));
-    if (fleet) renderFleet();
-  }
-
-  // --- rendering (textContent only: every value is data, never markup) --------------------
+  // --- rendering helpers (textContent only: every value is data, never markup) ---------------
   function el(tag, text, className) {
     const node = document.createElement(tag);
     if (text !== undefined && text !== null) node.textContent = String(text);
     if (className) node.className = className;
     return node;
   }
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attributes = {}) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+    return node;
+  }
   function none() {
-    const cell = el("span", "—", "muted");
-    cell.setAttribute("aria-hidden", "true");
     const wrap = el("span");
-    wrap.append(cell, el("span", "none", "visually-hidden"));
+    const dash = el("span", "—", "muted");
+    dash.setAttribute("aria-hidden", "true");
+    wrap.append(dash, el("span", "none", "visually-hidden"));
     return wrap;
   }
   function badge(d) {
@@ -148,54 +173,114 @@
     }
     return wrap;
   }
-  function uptimeText(id) {
-    const u = uptime.get(id);
-    if (!u || u.uptimeRatio === null) return null;
-    const pct = u.uptimeRatio === 1 ? "100" : (Math.floor(u.uptimeRatio * 10000) / 100).toFixed(2);
-    return u.incidents ? `${pct} % (${u.incidents} incident${u.incidents === 1 ? "" : "s"})` : `${pct} %`;
+  function daemonLink(id) {
+    const a = el("a", id);
+    a.href = withPoll(`${home}/daemons/${encodeURIComponent(id)}`);
+    return a;
   }
-
-  function errorRateText(id) {
-    const m = taskMetrics.get(id);
-    if (!m || m.errorRate === null) return null;
-    return `${(m.errorRate * 100).toFixed(2)} % of ${m.tasks.toLocaleString("en")}`;
-  }
-  function avgTaskText(id) {
-    const m = taskMetrics.get(id);
-    return !m || m.avgResponseTimeMs === null ? null : `${m.avgResponseTimeMs.toLocaleString("en")} ms`;
-  }
-
   // Replace a cell's content only when what it shows changed.
-  function put(td, value, make = () => (value === null || value === "" ? none() : String(value))) {
+  function put(cell, value, make = () => (value === null || value === "" ? none() : String(value))) {
     const key = JSON.stringify(value);
-    if (td.dataset.key !== key) {
-      td.dataset.key = key;
-      td.replaceChildren(make());
+    if (cell.dataset.key !== key) {
+      cell.dataset.key = key;
+      cell.replaceChildren(make());
     }
   }
 
+  // --- header: counts, tab title, favicon -------------------------------------------------
+  function renderCounts(fleet, title) {
+    for (const status of ["stale", "unhealthy", "degraded", "healthy"]) {
+      const n = fleet.counts[status];
+      $(`count-${status}`).textContent = count(n);
+      // Coloured only when something is wrong (a healthy count is never an alarm).
+      $(`count-${status}`).parentElement.classList.toggle("alarm", status !== "healthy" && n > 0);
+    }
+    $("count-active").textContent = count(fleet.totalActive);
+    const stale = fleet.counts.stale;
+    document.title = `${stale ? `(${count(stale)} stale) ` : ""}${title ? `${title} · ` : ""}Daemon health`;
+    if (stale !== shownStale) {
+      shownStale = stale;
+      $("favicon").href = stale ? `${faviconUrl}?stale=${stale}` : faviconUrl;
+    }
+    fleetAt = Date.now();
+  }
+
+  // --- the list -------------------------------------------------------------------------
+  const COLUMNS = [
+    ["status", "Status"], ["id", "Daemon"], ["history", "Last 24 h"], ["num uptime", "Uptime 24 h"],
+    ["age", "Last seen"], ["opt", "Version"], ["opt", "Capabilities"], ["num opt", "Tasks processed"],
+    ["opt", "Current task"], ["num", "Errors 24 h"], ["num", "Avg task 24 h"], ["chart", "Tasks 24 h"],
+  ];
+
+  function listQuery(cursor) {
+    const query = filters();
+    query.set("sort", "status");
+    query.set("limit", PAGE_SIZE);
+    if (cursor) query.set("cursor", cursor);
+    return query;
+  }
+
+  async function pollFleet() {
+    const started = performance.now();
+    let fleet;
+    try {
+      fleet = await get(`/daemons?${listQuery(cursors.at(-1))}`);
+    } catch (err) {
+      // A cursor can outlive its row's place (a daemon deregistered): start from the first page.
+      if (err instanceof HttpError && err.status === 400 && err.body.details?.cursor) {
+        cursors = [];
+        return pollFleet();
+      }
+      throw err;
+    }
+    page = fleet;
+    renderCounts(fleet);
+    renderList();
+    if (!performance.getEntriesByName("first-render").length) performance.mark("first-render");
+    performance.measure("refresh", { start: started, end: performance.now() });
+    const ids = fleet.daemons.map((d) => d.daemonId).join(",");
+    if (ids && ids !== historyIds) pollHistory().catch(() => {}); // a new page: its history at once
+  }
+
+  async function pollHistory() {
+    if (!page || !page.daemons.length) return;
+    const ids = page.daemons.map((d) => d.daemonId).join(",");
+    historyIds = ids;
+    historyAt = Date.now();
+    const answer = await get(`/daemons/history?ids=${encodeURIComponent(ids)}&window=24h&slots=${SLOTS}`);
+    recent = new Map(answer.daemons.map((d) => [d.daemonId, { ...d, from: answer.from, slotSeconds: answer.slotSeconds }]));
+    renderList();
+  }
+
   function newRow(daemonId) {
-    const id = el("th", daemonId, "id");
-    id.scope = "row";
-    const classes = ["status", "", "age", "", "", "num", "", "num", "num", "num"];
     const tr = el("tr");
-    tr.append(...classes.map((c, i) => (i === 1 ? id : el("td", undefined, c))));
+    for (const [className, label] of COLUMNS) {
+      const cell = className === "id" ? el("th", undefined, "id") : el("td", undefined, className);
+      if (className === "id") {
+        cell.scope = "row";
+        cell.append(daemonLink(daemonId));
+      }
+      cell.dataset.label = label; // shown beside the value when the table becomes cards
+      tr.append(cell);
+    }
     return tr;
   }
 
-  function renderFleet() {
-    $("count-active").textContent = fleet.totalActive;
-    $("count-stale").textContent = fleet.totalStale;
+  function renderList() {
     const tbody = document.querySelector("#daemons tbody");
-    const present = new Set(fleet.daemons.map((d) => d.daemonId));
+    const present = new Set(page.daemons.map((d) => d.daemonId));
     for (const [id, tr] of rows) if (!present.has(id)) { tr.remove(); rows.delete(id); }
     let before = tbody.firstElementChild;
-    for (const d of fleet.daemons) {
+    for (const d of page.daemons) {
+      d.capabilities.forEach((c) => capabilities.add(c));
       if (!rows.has(d.daemonId)) rows.set(d.daemonId, newRow(d.daemonId));
       const tr = rows.get(d.daemonId);
-      const [status, , seen, version, caps, tasks, task, up, errors, avg] = tr.children;
-      tr.className = d.stale ? "stale" : "";
+      const [status, , strip, up, seen, version, caps, tasks, task, errors, avg, spark] = tr.children;
+      const h = recent.get(d.daemonId);
+      tr.className = d.stale ? "stale" : `is-${d.status}`;
       put(status, [d.stale, d.status], () => badge(d));
+      put(strip, h ? [h.from, h.slots] : null, () => (h ? historyStrip(h) : none()));
+      put(up, h?.uptime ? [h.uptime.uptimeRatio, h.uptime.incidents] : null, () => uptimeCell(h?.uptime));
       put(seen, d.lastHeartbeat, () => {
         const time = el("time");
         time.dateTime = d.lastHeartbeat;
@@ -204,22 +289,110 @@
       });
       put(version, d.version);
       put(caps, d.capabilities.join(", "));
-      put(tasks, d.tasksProcessed.toLocaleString("en"));
+      put(tasks, count(d.tasksProcessed));
       put(task, d.currentTask);
-      put(up, uptimeText(d.daemonId));
-      put(errors, errorRateText(d.daemonId));
-      put(avg, avgTaskText(d.daemonId));
+      put(errors, h && h.tasks.errorRate !== null
+        ? `${(h.tasks.errorRate * 100).toFixed(2)} % of ${count(h.tasks.tasks)}` : null);
+      put(avg, h && h.tasks.avgResponseTimeMs !== null ? milliseconds(h.tasks.avgResponseTimeMs) : null);
+      put(spark, h ? h.taskSlots : null, () => (h && h.tasks.tasks ? sparkline(h) : none()));
       if (tr !== before) tbody.insertBefore(tr, before); else before = before.nextElementSibling;
     }
-    if (!fleet.daemons.length && !tbody.children.length) {
-      const td = el("td", "No daemons registered.", "empty");
-      td.colSpan = 10;
+    const empty = tbody.querySelector("td.empty");
+    if (!page.daemons.length && !empty) {
+      const td = el("td", filters().toString() ? "No daemon matches these filters." : "No daemons registered.", "empty");
+      td.colSpan = COLUMNS.length;
       tbody.append(el("tr"));
-      tbody.firstElementChild.append(td);
-    } else if (fleet.daemons.length) {
-      tbody.querySelector("td.empty")?.parentElement.remove();
+      tbody.lastElementChild.append(td);
+    } else if (page.daemons.length && empty) {
+      empty.parentElement.remove();
+    }
+    const first = cursors.length * PAGE_SIZE + 1, last = first + page.daemons.length - 1;
+    const where = page.daemons.length ? `${count(first)}–${count(last)} of ${count(page.matching)}` : "none";
+    $("matching").textContent = `(${where}${filters().toString() ? " matching" : ""}, problems first)`;
+    $("page-info").textContent = page.daemons.length ? `${count(first)}–${count(last)} of ${count(page.matching)}` : "";
+    $("page-first").disabled = $("page-prev").disabled = !cursors.length;
+    $("page-next").disabled = !page.nextCursor;
+    const list = $("capabilities");
+    if (list.children.length !== capabilities.size) {
+      list.replaceChildren(...[...capabilities].sort().map((c) => { const o = el("option"); o.value = c; return o; }));
     }
     tickClock();
+  }
+
+  function uptimeCell(u) {
+    if (!u || u.uptimeRatio === null) return none();
+    const cell = el("span", `${percent(u.uptimeRatio)} %`);
+    if (u.incidents) cell.append(el("span", plural(u.incidents, "incident"), "muted small block"));
+    return cell;
+  }
+
+  // The 24 h strip: one element whose background holds every slot (a bounded DOM however
+  // long the history), its words in the accessible name and the tooltip.
+  const SLOT_WORDS = { up: "up", planned: "stopped (planned)", degraded: "degraded", unhealthy: "unhealthy", down: "down" };
+  function runs(slots) {
+    const found = [];
+    slots.forEach((state, i) => {
+      if (found.length && found.at(-1).state === state) found.at(-1).end = i + 1;
+      else found.push({ state, start: i, end: i + 1 });
+    });
+    return found;
+  }
+  function historyStrip(h) {
+    const strip = el("span", undefined, "strip");
+    const all = runs(h.slots), width = 100 / h.slots.length;
+    strip.style.backgroundImage = `linear-gradient(to right, ${all.map((r) =>
+      `var(--slot-${r.state ?? "none"}) ${r.start * width}% ${r.end * width}%`).join(", ")})`;
+    const at = (i) => hourMinute(Date.parse(h.from) + i * h.slotSeconds * 1000);
+    const notable = all.filter((r) => r.state && r.state !== "up");
+    const words = notable.slice(0, 4).map((r) => `${SLOT_WORDS[r.state]} ${at(r.start)}–${at(r.end)}`);
+    if (notable.length > 4) words.push(`and ${notable.length - 4} more`);
+    const label = `Last 24 h: ${notable.length ? words.join(", ") : all.some((r) => r.state) ? "up throughout" : "no history"}`;
+    strip.setAttribute("role", "img");
+    strip.setAttribute("aria-label", label);
+    strip.title = label;
+    return strip;
+  }
+
+  // Tasks per slot: a bar per slot in one path, failures over them in another.
+  function sparkline(h) {
+    const peak = Math.max(...h.taskSlots.map((s) => s.tasks), 1), n = h.taskSlots.length;
+    const bars = (pick) => h.taskSlots.map((s, i) => {
+      const height = (pick(s) / peak) * 20;
+      return height ? `M${i * 2} 24v${-height.toFixed(2)}h1.6v${height.toFixed(2)}z` : "";
+    }).join("");
+    const chart = svg("svg", { viewBox: `0 0 ${n * 2} 24`, preserveAspectRatio: "none", class: "spark", role: "img" });
+    chart.append(svg("path", { d: bars((s) => s.tasks), class: "bar" }), svg("path", { d: bars((s) => s.failedTasks), class: "bar-failed" }));
+    chart.setAttribute("aria-label", `${count(h.tasks.tasks)} tasks in 24 h, ${count(h.tasks.failedTasks)} failed; busiest half hour ${count(Math.max(...h.taskSlots.map((s) => s.tasks)))}`);
+    return chart;
+  }
+
+  // --- events -----------------------------------------------------------------------------
+  async function pollEvents() {
+    // The first read takes the newest page; then the feed only pages forward from there.
+    const list = $("events"), wentStale = [], touched = new Set();
+    for (let pages = 0; pages < 10; pages++) {
+      const answer = lastEventId === null
+        ? await get(`/events?order=newest&limit=${MAX_EVENTS}`)
+        : await get(`/events?after=${lastEventId}&limit=${EVENTS_PAGE}`);
+      for (const event of answer.events) {
+        list.prepend(eventItem(event, caughtUp)); // history read at start is not news
+        if (caughtUp && event.kind === "stale") wentStale.push(event);
+        touched.add(event.daemonId);
+      }
+      while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
+      const first = lastEventId === null;
+      lastEventId = answer.lastId;
+      if (first || answer.events.length < EVENTS_PAGE) break;
+    }
+    // News about a daemon on screen moves its strip and uptime: read them again (not too often).
+    if (caughtUp && page?.daemons.some((d) => touched.has(d.daemonId)) && Date.now() - historyAt > POLL_MS * 3) {
+      pollHistory().catch(() => {});
+    }
+    caughtUp = true;
+    if (wentStale.length) {
+      $("announce").textContent = wentStale.map(
+        (e) => `Daemon ${e.daemonId} went stale at ${clockTime(e.occurredAt)}.`).join(" ");
+    }
   }
 
   function eventItem(e, fresh) {
@@ -233,14 +406,149 @@
     const detail = e.kind === "stale" ? ` (was ${e.state?.status ?? "unknown"})`
       : e.kind === "status_changed" ? ` → ${e.status}`
       : e.kind === "registered" ? ` version ${e.state?.version ?? "?"}` : "";
-    li.append(when, " ", el("span", e.kind.replace("_", " "), "kind"), " ", el("strong", e.daemonId), detail);
+    const who = el("strong");
+    who.append(daemonLink(e.daemonId));
+    li.append(when, " ", el("span", e.kind.replace("_", " "), "kind"), " ", who, detail);
     return li;
   }
 
-  // Every second: ages count up, and the banner says how old the shown data is.
+  // --- one daemon -------------------------------------------------------------------------
+  async function pollDetail() {
+    const { id } = view();
+    const fleet = await get(`/daemons?id=${encodeURIComponent(id)}&limit=1`);
+    renderCounts(fleet, id);
+    const d = fleet.daemons[0];
+    $("detail-missing").hidden = Boolean(d);
+    $("detail-missing").textContent = d ? "" : `${id} is not in the registry: deregistered, reported stale by /health, or never registered. Its history is below.`;
+    const facts = d ? [
+      ["Status", () => badge(d)],
+      ["Last seen", () => { const t = el("time"); t.dateTime = d.lastHeartbeat; t.className = "age"; return t; }],
+      ["Version", d.version], ["Capabilities", d.capabilities.join(", ") || null],
+      ["Tasks processed", count(d.tasksProcessed)], ["Current task", d.currentTask],
+      ["Registered", clockTime(d.registeredAt)], ["Heartbeat every", duration(d.pollInterval / 1000)],
+      ["Expires", clockTime(d.expiresAt)],
+    ] : [];
+    const dl = $("detail-state");
+    if (dl.children.length !== facts.length * 2) {
+      dl.replaceChildren(...facts.flatMap(([term]) => [el("dt", term), el("dd")]));
+    }
+    facts.forEach(([, value], i) => {
+      const dd = dl.children[i * 2 + 1];
+      if (typeof value === "function") put(dd, [i, d.stale, d.status, d.lastHeartbeat], value);
+      else put(dd, value);
+    });
+    performance.mark("detail-render");
+    tickClock();
+  }
+
+  async function pollDetailHistory() {
+    const { id, period } = view();
+    for (const a of document.querySelectorAll(".windows a")) {
+      if (a.dataset.window === period) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+    }
+    const [uptime, tasks] = await Promise.all([
+      get(`/daemon/${encodeURIComponent(id)}/uptime?window=${period}`).catch(notFound),
+      get(`/daemon/${encodeURIComponent(id)}/metrics?window=24h&step=1h`).catch(notFound),
+    ]);
+    renderAvailability(uptime, period);
+    renderTasks(tasks);
+  }
+  const notFound = (err) => { if (err instanceof HttpError && err.status === 404) return null; throw err; };
+
+  const SPLIT = [
+    ["healthy", "Healthy", (u) => u.statusSeconds.healthy], ["degraded", "Degraded", (u) => u.statusSeconds.degraded],
+    ["unhealthy", "Unhealthy", (u) => u.statusSeconds.unhealthy], ["down", "Down", (u) => u.downSeconds],
+    ["planned", "Stopped (planned)", (u) => u.plannedDownSeconds],
+  ];
+  function renderAvailability(u, period) {
+    const words = { "24h": "24 hours", "7d": "7 days", "30d": "30 days" }[period];
+    const tbody = document.querySelector("#down-intervals tbody");
+    if (!u) {
+      $("detail-uptime").textContent = `No history in the last ${words}.`;
+      $("split").replaceChildren();
+      $("split").removeAttribute("aria-label");
+      $("split-legend").replaceChildren();
+      tbody.replaceChildren(emptyRow("No down time in this period.", 4));
+      return;
+    }
+    $("detail-uptime").textContent = u.uptimeRatio === null ? `No counted time in the last ${words}.`
+      : `${percent(u.uptimeRatio)} % up over the last ${words}, ${plural(u.incidents, "incident")}`;
+    const total = SPLIT.reduce((sum, [, , pick]) => sum + pick(u), 0) || 1;
+    const parts = SPLIT.map(([key, label, pick]) => ({ key, label, seconds: pick(u) })).filter((p) => p.seconds > 0);
+    $("split").replaceChildren(...parts.map((p) => {
+      const segment = el("span", undefined, `seg slot-${p.key}`);
+      segment.style.flexGrow = p.seconds;
+      return segment;
+    }));
+    const legend = parts.map((p) => `${p.label} ${duration(p.seconds)} (${(p.seconds / total * 100).toFixed(1)} %)`);
+    $("split").setAttribute("aria-label", `Time by status: ${legend.join(", ")}`);
+    $("split-legend").replaceChildren(...parts.map((p, i) => {
+      const li = el("li");
+      li.append(el("span", undefined, `swatch slot-${p.key}`), legend[i]);
+      return li;
+    }));
+    tbody.replaceChildren(...(u.downIntervals.length ? u.downIntervals.slice().reverse().map((i) => {
+      const tr = el("tr");
+      const seconds = (Date.parse(i.to) - Date.parse(i.from)) / 1000;
+      tr.append(el("td", clockTime(i.from)), el("td", i.ongoing ? "ongoing" : clockTime(i.to)),
+        el("td", duration(seconds), "num"), el("td", i.planned ? "planned (deregistered)" : "went silent (stale)"));
+      return tr;
+    }) : [emptyRow("No down time in this period.", 4)]));
+  }
+  function emptyRow(text, span) {
+    const tr = el("tr"), td = el("td", text, "empty");
+    td.colSpan = span;
+    tr.append(td);
+    return tr;
+  }
+
+  function renderTasks(m) {
+    if (!m || !m.tasks) {
+      $("detail-tasks").textContent = "No tasks reported in the last 24 hours.";
+      for (const id of ["chart-tasks", "chart-errors", "chart-time"]) $(id).replaceChildren();
+      return;
+    }
+    $("detail-tasks").textContent = `${plural(m.tasks, "task")}, ${count(m.failedTasks)} failed` +
+      (m.errorRate === null ? "" : ` (${(m.errorRate * 100).toFixed(2)} %)`) +
+      (m.avgResponseTimeMs === null ? "" : `, ${milliseconds(m.avgResponseTimeMs)} on average`);
+    const at = m.series.map((p) => Date.parse(p.from));
+    barChart($("chart-tasks"), at, m.series.map((p) => p.tasks), (v) => count(v), "tasks per hour");
+    barChart($("chart-errors"), at, m.series.map((p) => p.errorRate), (v) => `${(v * 100).toFixed(1)} %`, "error rate", "bar-failed");
+    barChart($("chart-time"), at, m.series.map((p) => p.avgResponseTimeMs), milliseconds, "average task time");
+  }
+
+  // A bar per hour with its peak and time axis written out; the words are its accessible name.
+  function barChart(container, at, values, format, what, barClass = "bar") {
+    const W = 240, H = 90, top = 14, bottom = 16, n = values.length || 1;
+    const peak = Math.max(...values.filter((v) => v !== null), 0);
+    const d = values.map((v, i) => {
+      const h = peak && v ? (v / peak) * (H - top - bottom) : 0;
+      return h ? `M${(i * W) / n + 0.5} ${H - bottom}v${-h.toFixed(2)}h${(W / n - 1).toFixed(2)}v${h.toFixed(2)}z` : "";
+    }).join("");
+    const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart-svg", role: "img" });
+    const text = (x, y, words, anchor = "start") => {
+      const t = svg("text", { x, y, "text-anchor": anchor, class: "axis" });
+      t.textContent = words;
+      t.setAttribute("aria-hidden", "true");
+      return t;
+    };
+    chart.append(
+      svg("line", { x1: 0, x2: W, y1: H - bottom + 0.5, y2: H - bottom + 0.5, class: "baseline" }),
+      svg("path", { d, class: barClass }),
+      text(0, 10, `peak ${format(peak)}`),
+      text(0, H - 3, "24 h ago"), text(W / 2, H - 3, "12 h ago", "middle"), text(W, H - 3, "now", "end"),
+    );
+    const busiest = values.indexOf(peak);
+    const known = values.filter((v) => v !== null).length;
+    chart.setAttribute("aria-label", known ? `${what[0].toUpperCase()}${what.slice(1)} over the last 24 hours, hourly: peak ${format(peak)} at ${hourMinute(at[busiest])}, ${known} of ${values.length} hours with tasks`
+      : `No ${what} in the last 24 hours`);
+    container.replaceChildren(chart);
+  }
+
+  // --- every second: ages count up; the banner says how old the shown data is -------------
   function tickClock() {
     const now = serverNow();
-    for (const t of document.querySelectorAll("#daemons td.age time")) {
+    for (const t of document.querySelectorAll("#daemons td.age time, #detail-state time.age")) {
       const text = ago(now - Date.parse(t.dateTime));
       if (t.textContent !== text) t.textContent = text;
     }
@@ -263,41 +571,64 @@
     failure = message;
     $("banner").hidden = !message;
     if (!message) $("banner").textContent = "";
-    $("board").classList.toggle("old", Boolean(message));
+    document.querySelector("main").classList.toggle("old", Boolean(message));
     tickClock();
   }
 
-  // --- the key --------------------------------------------------------------------------
-  function reset() {
+  // --- the views, and the key -------------------------------------------------------------
+  // Show what the URL names and (re)start its loops; earlier answers are dropped.
+  function show() {
     run += 1;
-    fleet = null; fleetAt = 0; uptime = new Map(); taskMetrics = new Map(); lastEventId = 0; caughtUp = false;
+    const mine = run, current = view();
+    const signedIn = Boolean(sessionStorage.getItem(KEY));
+    $("key-form").hidden = signedIn;
+    $("summary").hidden = $("forget").hidden = !signedIn;
+    $("board").hidden = !signedIn || current.name !== "list";
+    $("detail").hidden = !signedIn || current.name !== "detail";
+    if (!signedIn) return;
+    if (current.name === "list") {
+      for (const control of filterControls) control.value = filters().get(control.dataset.param) || "";
+      loop(async () => { await pollFleet(); await pollEvents(); }, POLL_MS, mine);
+      // Every minute, unless news about the page's daemons already brought it in the last half.
+      loop(async () => { if (historyAt && Date.now() - historyAt >= HISTORY_EVERY_MS / 2) await pollHistory(); }, HISTORY_EVERY_MS, mine);
+    } else {
+      $("detail-title").textContent = current.id;
+      for (const a of document.querySelectorAll(".windows a")) {
+        a.href = withPoll(`${location.pathname}?window=${a.dataset.window}`);
+      }
+      loop(pollDetail, POLL_MS, mine);
+      loop(pollDetailHistory, HISTORY_EVERY_MS, mine);
+    }
+  }
+
+  // A new page or new filters: the rows and their history start afresh.
+  function clearList() {
+    page = null;
     rows.clear();
-    setFailure(null);
+    recent = new Map();
+    historyIds = "";
+    historyAt = 0;
     document.querySelector("#daemons tbody").replaceChildren();
+  }
+
+  function reset() {
+    clearList();
+    cursors = [];
+    fleetAt = 0; lastEventId = null; caughtUp = false; shownStale = -1;
+    setFailure(null);
     $("events").replaceChildren();
+    $("detail-state").replaceChildren();
     $("announce").textContent = "";
   }
 
   function askForKey(message) {
     sessionStorage.removeItem(KEY);
     reset();
-    $("board").hidden = $("summary").hidden = $("forget").hidden = true;
+    show();
     $("key-error").textContent = message || "";
     $("key-error").hidden = !message;
-    $("key-form").hidden = false;
     $("api-key").value = "";
     $("api-key").focus();
-  }
-
-  function start() {
-    reset();
-    $("key-form").hidden = true;
-    $("board").hidden = $("summary").hidden = $("forget").hidden = false;
-    const mine = run;
-    loop(async () => { await pollFleet(); await pollEvents(); }, POLL_MS, mine);
-    loop(pollUptime, UPTIME_EVERY_MS, mine);
-    loop(pollTaskMetrics, UPTIME_EVERY_MS, mine);
-    $("board").focus();
   }
 
   $("key-form").addEventListener("submit", (event) => {
@@ -306,9 +637,50 @@
     if (!key) return;
     $("api-key").value = "";
     sessionStorage.setItem(KEY, key);
-    start();
+    reset();
+    show();
+    $("main").focus();
   });
   $("forget").addEventListener("click", () => askForKey());
+
+  // Filters: the URL changes as you type (shareable), and the first page of the new answer shows.
+  let typing = 0;
+  function applyFilters() {
+    const search = new URLSearchParams();
+    for (const control of filterControls) if (control.value.trim()) search.set(control.dataset.param, control.value.trim());
+    cursors = [];
+    clearList();
+    navigate(`${home}${search.toString() ? `?${search}` : ""}`, { replace: true });
+  }
+  $("filters").addEventListener("input", (event) => {
+    clearTimeout(typing);
+    typing = setTimeout(applyFilters, event.target.tagName === "SELECT" ? 0 : 300);
+  });
+  $("filters").addEventListener("submit", (event) => { event.preventDefault(); clearTimeout(typing); applyFilters(); });
+  $("filters").addEventListener("reset", () => setTimeout(applyFilters, 0));
+  const turnPage = (to) => { cursors = to; clearList(); show(); $("daemons").focus(); };
+  $("daemons").tabIndex = -1;
+  $("page-first").addEventListener("click", () => turnPage([]));
+  $("page-prev").addEventListener("click", () => turnPage(cursors.slice(0, -1)));
+  $("page-next").addEventListener("click", () => page?.nextCursor && turnPage([...cursors, page.nextCursor]));
+
+  // Links inside the console change the view without reloading the page (and keep the back button).
+  document.addEventListener("click", (event) => {
+    const a = event.target.closest("a[href]");
+    if (!a || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    const target = new URL(a.href, location.href);
+    if (target.origin !== location.origin || !(target.pathname === home || target.pathname.startsWith(`${home}/daemons/`))) return;
+    if (a.classList.contains("skip")) return;
+    event.preventDefault();
+    const leavingList = view().name === "list";
+    if (target.pathname === home) { cursors = []; clearList(); }
+    navigate(target.pathname + target.search);
+    if (view().name === "detail" && leavingList) $("detail-title").focus();
+    else if (view().name === "list") $("main").focus();
+  });
+  window.addEventListener("popstate", () => { cursors = []; clearList(); show(); });
+  $("detail-title").tabIndex = -1;
+
   setInterval(tickClock, 1000);
-  if (sessionStorage.getItem(KEY)) start(); else askForKey();
+  if (sessionStorage.getItem(KEY)) show(); else askForKey();
 })();
