@@ -2,7 +2,9 @@
 
 1. ``enqueue`` turns history events not yet handled into one delivery row per
    webhook URL, in the transaction that marks the events handled. A unique
-   (event, url) pair keeps it at one row however many watchers race.
+   (event, url) pair keeps it at one row however many watchers race. An event
+   inside a maintenance window gets its rows too, marked 'suppressed' (and the
+   window), so operators can see what was kept quiet; they are never sent.
 2. ``claim`` leases due deliveries (pushing their next attempt past the lease)
    so no other watcher sends them meanwhile; a watcher killed mid-delivery
    simply lets the lease run out and the delivery is sent again (at least once;
@@ -23,6 +25,7 @@ from sqlalchemy import Connection, Row, and_, select, update
 
 from app.alerts import rules
 from app.alerts.webhooks import Outcome
+from app.maintenance import coverage
 from app.models import alert_deliveries, daemon_events
 from app.store.backend import backend
 
@@ -55,6 +58,7 @@ def enqueue(conn: Connection, policy: Policy, *, now: datetime) -> int:
         ).all()
         for event in events:
             kind = _alert_worth_sending(conn, event, policy, now)
+            window = _maintenance_window(conn, event) if kind else None
             for url in policy.urls if kind else ():
                 created += backend(conn).insert_ignoring_conflicts(
                     conn,
@@ -64,7 +68,8 @@ def enqueue(conn: Connection, policy: Policy, *, now: datetime) -> int:
                         "alert_type": kind,
                         "url": url,
                         "payload": rules.payload(event, kind),
-                        "state": "pending",
+                        "state": "pending" if window is None else "suppressed",
+                        "maintenance_window_id": window,
                         "attempts": 0,
                         "next_attempt_at": now,
                         "created_at": now,
@@ -90,6 +95,12 @@ def _alert_worth_sending(conn: Connection, event: Row[Any], policy: Policy, now:
     ).first()
     kind = rules.alert_type(event, previous)
     return kind if kind in policy.alert_types else None
+
+
+def _maintenance_window(conn: Connection, event: Row[Any]) -> int | None:
+    """The maintenance window covering the event's daemon when it happened, if any."""
+    capabilities = (event.state or {}).get("capabilities") or []
+    return coverage.covering_window(conn, event.daemon_id, capabilities, at=event.occurred_at)
 
 
 def due_urls(conn: Connection, *, now: datetime) -> list[str]:
