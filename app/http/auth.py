@@ -3,7 +3,8 @@
 - admin keys (ADMIN_API_KEY): every keyed endpoint, on every daemon.
 - daemon keys (DAEMON_API_KEYS): register, heartbeat, read and deregister, and
   only the daemons registered with that same key.
-- read keys (READ_API_KEYS): the read-only views, uptime and /metrics; never
+- read keys (READ_API_KEYS): the read-only views, uptime, the maintenance
+  windows and /metrics; never
   /api/daemon/health (it reaps), never a write.
 - metrics keys (METRICS_API_KEY): /metrics only.
 
@@ -59,6 +60,9 @@ ACCESS: Mapping[str, Rule] = {
     "task_metrics.fleet_metrics": _rule(ADMIN, READ),
     "task_metrics.daemon_metrics": _rule(ADMIN, READ),
     "metrics.metrics": _rule(ADMIN, READ, METRICS, bearer=True),
+    "maintenance.open_window": _rule(ADMIN),
+    "maintenance.list_windows": _rule(ADMIN, READ),
+    "maintenance.end_window": _rule(ADMIN),
 }
 
 # What a refused key may do, for its 403.
@@ -68,7 +72,7 @@ ALLOWED = {
     "(DELETE /api/daemon/{daemonId}) the daemons registered with it",
     READ: "a read key may only read GET /api/daemons, /api/events, /api/daemon/{daemonId}, "
     "/api/daemon/uptime, /api/daemon/{daemonId}/uptime, /api/daemon/metrics, "
-    "/api/daemon/{daemonId}/metrics and /metrics; "
+    "/api/daemon/{daemonId}/metrics, /api/maintenance and /metrics; "
     "not /api/daemon/health, which removes stale daemons",
     METRICS: "a metrics key may only read GET /metrics",
 }
