@@ -29,6 +29,12 @@ CALLS = {
     "task_metrics.fleet_metrics": ("get", "/api/daemon/metrics", None),
     "task_metrics.daemon_metrics": ("get", f"/api/daemon/{DAEMON_ID}/metrics", None),
     "metrics.metrics": ("get", "/metrics", None),
+    "maintenance.open_window": (
+        "post", "/api/maintenance",
+        {"from": "2026-01-25T12:00:00Z", "to": "2026-01-25T13:00:00Z", "reason": "deploy"},
+    ),
+    "maintenance.list_windows": ("get", "/api/maintenance", None),
+    "maintenance.end_window": ("delete", "/api/maintenance/1", None),
 }
 KEYS = {"admin": API_KEY, "daemon": DAEMON_KEY, "read": READ_KEY, "metrics": METRICS_KEY}
 # The contract, written out here rather than read from app.http.auth.ACCESS.
@@ -38,7 +44,7 @@ ALLOWED = {
     "read": {
         "daemons.get_daemon", "fleet.list_daemons", "fleet.list_events",
         "uptime.fleet_uptime", "uptime.daemon_uptime", "task_metrics.fleet_metrics",
-        "task_metrics.daemon_metrics", "metrics.metrics",
+        "task_metrics.daemon_metrics", "metrics.metrics", "maintenance.list_windows",
     },
     "metrics": {"metrics.metrics"},
 }

@@ -69,8 +69,9 @@ _COVERS = """(
 # Same first six columns as before, plus where the outage a down span belongs to
 # began (so an outage cut in pieces by windows is one incident). An outage that a
 # window covers is cut at the window's ends; the pieces inside any covering window
-# have reason 'maintenance' (planned), the rest stay 'stale'. Overlapping windows
-# only add cuts, so no time is counted twice.
+# have reason 'maintenance' (planned), the rest stay 'stale'. Cuts fall only where
+# coverage changes (a window's end inside another window is none), so overlapping
+# or adjoining windows make one planned stretch and no second is counted twice.
 _TIMELINE = """
 CREATE VIEW daemon_timeline AS
 WITH cover AS (
@@ -80,10 +81,17 @@ WITH cover AS (
 ), cuts AS (
     SELECT daemon_id, span_start, span_end, span_start AS at FROM cover
     UNION
-    SELECT daemon_id, span_start, span_end, starts_at FROM cover WHERE starts_at > span_start
+    SELECT c.daemon_id, c.span_start, c.span_end, c.starts_at FROM cover c
+    WHERE c.starts_at > c.span_start AND NOT EXISTS (
+        SELECT 1 FROM cover o
+        WHERE o.daemon_id = c.daemon_id AND o.span_start = c.span_start
+          AND o.starts_at < c.starts_at AND o.ends_at >= c.starts_at)
     UNION
-    SELECT daemon_id, span_start, span_end, ends_at FROM cover
-    WHERE span_end IS NULL OR ends_at < span_end
+    SELECT c.daemon_id, c.span_start, c.span_end, c.ends_at FROM cover c
+    WHERE (c.span_end IS NULL OR c.ends_at < c.span_end) AND NOT EXISTS (
+        SELECT 1 FROM cover o
+        WHERE o.daemon_id = c.daemon_id AND o.span_start = c.span_start
+          AND o.starts_at <= c.ends_at AND o.ends_at > c.ends_at)
 ), pieces AS (
     SELECT daemon_id, span_start, at AS started_at,
            COALESCE(LEAD(at) OVER (PARTITION BY daemon_id, span_start ORDER BY at), span_end)
