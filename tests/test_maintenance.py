@@ -112,6 +112,15 @@ def test_overlapping_windows_count_each_second_once(open_window, outage, uptime)
     assert report["downIntervals"] == [interval(960, 1500, "maintenance")]
 
 
+def test_adjoining_windows_make_one_planned_stretch(open_window, outage, uptime):
+    open_window(600, 1000, daemonIds=[DAEMON])
+    open_window(1000, 1300, capability="cron")
+    outage(900, 1500, 2400)
+    report = uptime(DAEMON, **{"from": iso(0), "to": iso(2400)})
+    assert seconds(report) == (2400 - 540, 200, 340, 1)
+    assert report["downIntervals"] == [interval(960, 1300, "maintenance"), interval(1300, 1500, "stale")]
+
+
 def test_ongoing_outage_is_planned_while_the_window_lasts(clock, open_window, outage, uptime):
     open_window(600, 1800)
     outage(900, None, 1500)

@@ -72,6 +72,8 @@ _COVERS = """(
 # have reason 'maintenance' (planned), the rest stay 'stale'. Cuts fall only where
 # coverage changes (a window's end inside another window is none), so overlapping
 # or adjoining windows make one planned stretch and no second is counted twice.
+# Coverage is the same all along a piece, so a piece is planned when a window
+# covers its first moment.
 _TIMELINE = """
 CREATE VIEW daemon_timeline AS
 WITH cover AS (
@@ -107,7 +109,7 @@ SELECT p.daemon_id, p.started_at, p.ended_at, 'down', NULL,
        CASE WHEN EXISTS (
            SELECT 1 FROM cover c
            WHERE c.daemon_id = p.daemon_id AND c.span_start = p.span_start
-             AND c.starts_at <= p.started_at AND c.ends_at >= p.ended_at
+             AND c.starts_at <= p.started_at AND c.ends_at > p.started_at
        ) THEN 'maintenance' ELSE 'stale' END,
        p.span_start
 FROM pieces p
