@@ -42,7 +42,9 @@ def prune_history(days: int | None) -> None:
     with database().engine.connect() as conn:
         removed = retention.prune(conn, before=cutoff)
         removed_buckets = buckets.prune(conn, now=now(), before=cutoff)
+        removed_windows = windows.prune(conn, before=cutoff)
     click.echo(f"Removed {removed} history events older than {days} days.")
+    click.echo(f"Removed {removed_windows} maintenance windows that ended more than {days} days ago.")
     click.echo(f"Removed {removed_buckets} task buckets (minutes older than 2 days, hours older than {days} days).")
 
 

@@ -121,6 +121,16 @@ def end(conn: Connection, window_id: int, *, now: datetime) -> dict[str, Any] | 
     return None if over is None else wire(over, targets, now=now)
 
 
+def prune(conn: Connection, *, before: datetime) -> int:
+    """Delete windows that ended before ``before`` (with the history they covered); how many went."""
+    w, m = maintenance_windows, maintenance_window_daemons
+    with conn.begin():
+        old = select(w.c.id).where(w.c.ends_at < before).scalar_subquery()
+        # Children first: SQLite does not enforce the foreign key's cascade.
+        conn.execute(delete(m).where(m.c.window_id.in_(old)))
+        return conn.execute(delete(w).where(w.c.ends_at < before)).rowcount
+
+
 def _daemon_ids(conn: Connection, window_ids: list[int]) -> dict[int, list[str]]:
     m = maintenance_window_daemons
     found: dict[int, list[str]] = {}

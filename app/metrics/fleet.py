@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, func, select
 
-from app.models import STATUSES, alert_deliveries, daemon_events, daemons
+from app.models import DELIVERY_STATES, STATUSES, alert_deliveries, daemon_events, daemons
 from app.registry import expiry
 
 
@@ -113,6 +113,6 @@ class FleetCollector(Collector):
                 select(alert_deliveries.c.state, func.count()).group_by(alert_deliveries.c.state)
             ).all()
         )
-        for state in ("pending", "delivered", "failed"):
+        for state in DELIVERY_STATES:
             family.add_metric([state], float(found.get(state, 0)))
         return family
