@@ -153,7 +153,9 @@ daemons_cli.add_command(maintenance_cli)
 
 
 @maintenance_cli.command("start")
-@click.option("--daemon", "daemon_ids", multiple=True, metavar="ID", help="Cover this daemon (repeatable).")
+@click.option(
+    "--daemon", "daemon_ids", multiple=True, metavar="ID", help="Cover this daemon (repeatable)."
+)
 @click.option("--capability", help="Cover every daemon with this capability.")
 @click.option("--from", "starts", metavar="TIME", help="ISO-8601 start (default: now).")
 @click.option("--to", "ends", metavar="TIME", help="ISO-8601 end.")
@@ -174,7 +176,9 @@ def start_maintenance(
     if length is not None:
         span = duration(length)
         if span is None:
-            raise click.BadParameter("must be a number and a unit m, h or d (e.g. 30m, 2h, 1d)", param_hint="--for")
+            raise click.BadParameter(
+                "must be a number and a unit m, h or d (e.g. 30m, 2h, 1d)", param_hint="--for"
+            )
         end = start + span
     else:
         end = _cli_timestamp("--to", ends)
@@ -206,7 +210,8 @@ def _describe_window(window: dict) -> str:
         else f"capability {window['capability']}" if window["capability"] is not None
         else "the whole fleet"
     )
-    return f"{window['id']:>6}  {window['state']:<9} {window['from']} to {window['to']}  {covers}: {window['reason']}"
+    when = f"{window['from']} to {window['to']}"
+    return f"{window['id']:>6}  {window['state']:<9} {when}  {covers}: {window['reason']}"
 
 
 @maintenance_cli.command("list")

@@ -298,7 +298,8 @@ def test_windows_need_the_key(client):
 def test_cli_opens_lists_and_ends_a_window(app, clock, client):
     runner = app.test_cli_runner()
     started = runner.invoke(
-        args=["daemons", "maintenance", "start", "--capability", "cron", "--for", "30m", "--reason", "deploy"]
+        args=["daemons", "maintenance", "start", "--capability", "cron", "--for", "30m",
+              "--reason", "deploy"]
     )
     assert started.exit_code == 0, started.output
     window_id = int(started.stdout.strip())  # only the id on stdout, for scripts

@@ -238,13 +238,16 @@ class Heartbeater:
         answer = self._client.register(
             self.daemon_id, self.version, self.capabilities, self.poll_interval_ms
         )
-        self._registered.set()
-        log.info("registered %s", self.daemon_id)
         ttl = answer.get("ttlSeconds")
         # A service that says its TTL sets the pace (an explicit interval stays as given).
         if type(ttl) in (int, float) and math.isfinite(ttl) and ttl > 0 and ttl != self.ttl_seconds:
             self._pace(float(ttl), self.interval if self._interval_given else None)
-            log.info("the service's TTL is %gs: heartbeating %s every ~%.1fs", ttl, self.daemon_id, self.interval)
+            log.info(
+                "the service's TTL is %gs: heartbeating %s every ~%.1fs",
+                ttl, self.daemon_id, self.interval,
+            )
+        self._registered.set()
+        log.info("registered %s", self.daemon_id)
 
     def _beat(self) -> None:
         status, tasks, task = self._report()

@@ -67,7 +67,8 @@ def heartbeat() -> Response:
     beat = json_body(HeartbeatIn)
     if not service.heartbeat(connection(), beat, now=now(), ttl=_ttl(), owner=current_caller().owner):
         # The specification's 404, and beside it why, so an agent can tell a planned stop.
-        return error_response(404, "Daemon not registered", reason=absence.reason(connection(), beat.daemon_id))
+        why = absence.reason(connection(), beat.daemon_id)
+        return error_response(404, "Daemon not registered", reason=why)
     return Response(HEARTBEAT_ACCEPTED, mimetype="application/json")
 
 

@@ -49,13 +49,16 @@ def check(body: MaintenanceIn, *, now: datetime) -> WindowSpec:
     elif body.ends_at <= now:
         details["to"] = "must be in the future: a window cannot cover only the past"
     elif body.ends_at - starts_at > MAX_LENGTH:
-        details["to"] = f"must be at most {MAX_LENGTH.days} days after from (or after now, if from is past)"
+        details["to"] = (
+            f"must be at most {MAX_LENGTH.days} days after from (or after now, if from is past)"
+        )
     if details:
         summary = "; ".join(f"{field} {message}" for field, message in details.items())
         raise InvalidInput(f"Invalid request body: {summary}", details)
     if body.daemon_ids is not None:
         # Order kept for the echo, repeats dropped: a list naming a daemon twice covers it once.
-        return WindowSpec(starts_at, body.ends_at, body.reason, "daemons", tuple(dict.fromkeys(body.daemon_ids)))
+        daemon_ids = tuple(dict.fromkeys(body.daemon_ids))
+        return WindowSpec(starts_at, body.ends_at, body.reason, "daemons", daemon_ids)
     if body.capability is not None:
         return WindowSpec(starts_at, body.ends_at, body.reason, "capability", capability=body.capability)
     return WindowSpec(starts_at, body.ends_at, body.reason, "fleet")
@@ -136,7 +139,9 @@ def _daemon_ids(conn: Connection, window_ids: list[int]) -> dict[int, list[str]]
     found: dict[int, list[str]] = {}
     if window_ids:
         rows = conn.execute(
-            select(m.c.window_id, m.c.daemon_id).where(m.c.window_id.in_(window_ids)).order_by(m.c.daemon_id)
+            select(m.c.window_id, m.c.daemon_id)
+            .where(m.c.window_id.in_(window_ids))
+            .order_by(m.c.daemon_id)
         )
         for window_id, daemon_id in rows:
             found.setdefault(window_id, []).append(daemon_id)

@@ -204,9 +204,8 @@ def _drop_views() -> None:
 
 
 def _postgres_views(*, planned: str, outage_start: bool) -> None:
-    op.execute(
-        _TIMELINE_NOW.format(planned=planned, outage_start=",\n    outage_started_at" if outage_start else "")
-    )
+    outage_start_column = ",\n    outage_started_at" if outage_start else ""
+    op.execute(_TIMELINE_NOW.format(planned=planned, outage_start=outage_start_column))
     op.execute(_OUTAGES)
     op.execute(
         _UPTIME.format(
@@ -219,7 +218,9 @@ def _postgres_views(*, planned: str, outage_start: bool) -> None:
 def upgrade() -> None:
     op.create_table(
         "maintenance_windows",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
         sa.Column("starts_at", Timestamp, nullable=False),
         sa.Column("ends_at", Timestamp, nullable=False),
         sa.Column("reason", sa.String(length=256), nullable=False),
