@@ -389,3 +389,19 @@ def test_capability_window_silences_only_its_daemons_and_only_while_it_runs(
         ("daemon.recovered", "cron_worker"),
         ("daemon.stale", "cron_worker"),
     ]
+
+
+@pytest.mark.parametrize(("window_end", "covered"), [(60, False), (61, True)])
+def test_alerts_and_uptime_agree_on_what_a_window_covers(
+    alerting, api, receiver, watch, maintenance, window_end, covered
+):
+    # The daemon's TTL runs out at 60: a window ending then covers nothing of it, one
+    # ending a second later covers that second (app/maintenance/coverage.py for alerts,
+    # the daemon_timeline view for uptime).
+    maintenance(window_end)
+    api("POST", "register", registration())
+    watch(120)
+    assert _types(receiver) == ([] if covered else [("daemon.stale", "daemon_macmini_1")])
+    report = api("GET", "daemon_macmini_1/uptime?from=" + iso(0) + "&to=" + iso(120)).get_json()
+    assert (report["plannedDownSeconds"], report["downSeconds"]) == ((1, 59) if covered else (0, 60))
+    assert report["incidents"] == 1

@@ -16,6 +16,7 @@ from sqlalchemy import Column, Connection, MetaData, String, Table, func, litera
 
 from app.models import STATUSES
 from app.registry.wire import isoformat_z
+from app.store.backend import backend
 from app.store.sql import greatest, least, seconds_between
 from app.store.timestamps import UTCDateTime
 from app.uptime.period import Period
@@ -79,6 +80,7 @@ def summaries_query(period: Period, daemon_id: str | None = None):
 def summaries(conn: Connection, period: Period, daemon_id: str | None = None) -> list[dict[str, Any]]:
     """Uptime of every daemon seen in the period (or of one), sorted by id."""
     totals: dict[str, dict[str, Any]] = defaultdict(_empty_summary)
+    backend(conn).without_jit(conn)
     for row in conn.execute(summaries_query(period, daemon_id)):
         summary = totals[row.daemon_id]
         seconds = max(float(row.seconds or 0.0), 0.0)
@@ -97,6 +99,7 @@ def down_intervals(conn: Connection, period: Period, daemon_id: str) -> list[dic
     """Each time the daemon was down in the period, clipped to it, oldest first."""
     t = daemon_timeline
     start, end, overlaps = _clipped_spans(period)
+    backend(conn).without_jit(conn)
     rows = conn.execute(
         select(start.label("start"), end.label("end"), t.c.ended_at, t.c.reason)
         .where(overlaps, t.c.daemon_id == daemon_id, t.c.state == "down")

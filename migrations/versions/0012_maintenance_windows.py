@@ -68,12 +68,12 @@ _COVERS = """(
 
 # Same first six columns as before, plus where the outage a down span belongs to
 # began (so an outage cut in pieces by windows is one incident). An outage that a
-# window covers is cut at the window's ends; the pieces inside any covering window
-# have reason 'maintenance' (planned), the rest stay 'stale'. Cuts fall only where
-# coverage changes (a window's end inside another window is none), so overlapping
-# or adjoining windows make one planned stretch and no second is counted twice.
-# Coverage is the same all along a piece, so a piece is planned when a window
-# covers its first moment.
+# window covers is cut where its coverage changes: where a window begins that no
+# other covers, and where one ends that no other carries on (so overlapping or
+# adjoining windows make one planned stretch, and no second counts twice). Each
+# cut says whether what follows it is covered; the pieces that are get reason
+# 'maintenance' (planned), the rest stay 'stale'. Joins, not per-row subqueries:
+# a plan the database can cost cheaply.
 _TIMELINE = """
 CREATE VIEW daemon_timeline AS
 WITH cover AS (
@@ -81,38 +81,32 @@ WITH cover AS (
            w.starts_at, w.ends_at
     FROM daemon_spans s JOIN maintenance_windows w ON {covers}
 ), cuts AS (
-    SELECT daemon_id, span_start, span_end, span_start AS at FROM cover
+    SELECT daemon_id, span_start, span_end, span_start AS at,
+           MIN(starts_at) <= span_start AS covered
+    FROM cover GROUP BY daemon_id, span_start, span_end
     UNION
-    SELECT c.daemon_id, c.span_start, c.span_end, c.starts_at FROM cover c
+    SELECT c.daemon_id, c.span_start, c.span_end, c.starts_at, TRUE FROM cover c
     WHERE c.starts_at > c.span_start AND NOT EXISTS (
         SELECT 1 FROM cover o
         WHERE o.daemon_id = c.daemon_id AND o.span_start = c.span_start
           AND o.starts_at < c.starts_at AND o.ends_at >= c.starts_at)
     UNION
-    SELECT c.daemon_id, c.span_start, c.span_end, c.ends_at FROM cover c
+    SELECT c.daemon_id, c.span_start, c.span_end, c.ends_at, FALSE FROM cover c
     WHERE (c.span_end IS NULL OR c.ends_at < c.span_end) AND NOT EXISTS (
         SELECT 1 FROM cover o
         WHERE o.daemon_id = c.daemon_id AND o.span_start = c.span_start
           AND o.starts_at <= c.ends_at AND o.ends_at > c.ends_at)
-), pieces AS (
-    SELECT daemon_id, span_start, at AS started_at,
-           COALESCE(LEAD(at) OVER (PARTITION BY daemon_id, span_start ORDER BY at), span_end)
-             AS ended_at
-    FROM cuts
 )
 SELECT s.daemon_id, s.started_at, s.ended_at, s.state, s.status, s.reason,
        CASE WHEN s.state = 'down' THEN s.started_at END AS outage_started_at
 FROM daemon_spans s
-WHERE NOT EXISTS (SELECT 1 FROM maintenance_windows w WHERE {covers})
+WHERE NOT EXISTS (
+    SELECT 1 FROM cover c
+    WHERE c.daemon_id = s.daemon_id AND c.span_start = s.started_at AND s.reason = 'stale')
 UNION ALL
-SELECT p.daemon_id, p.started_at, p.ended_at, 'down', NULL,
-       CASE WHEN EXISTS (
-           SELECT 1 FROM cover c
-           WHERE c.daemon_id = p.daemon_id AND c.span_start = p.span_start
-             AND c.starts_at <= p.started_at AND c.ends_at > p.started_at
-       ) THEN 'maintenance' ELSE 'stale' END,
-       p.span_start
-FROM pieces p
+SELECT daemon_id, at, COALESCE(LEAD(at) OVER (PARTITION BY daemon_id, span_start ORDER BY at), span_end),
+       'down', NULL, CASE WHEN covered THEN 'maintenance' ELSE 'stale' END, span_start
+FROM cuts
 """
 
 # --- Postgres only: the views and function for psql (0002, 0008), now counting
@@ -171,7 +165,7 @@ LANGUAGE sql STABLE AS $$
            {incidents} FILTER (WHERE reason = 'stale')
     FROM clipped
     GROUP BY daemon_id
-$$
+$${jit}
 """
 # What 0008 left, for downgrade (a migration keeps its own copy of what it replaces).
 _PREVIOUS_TIMELINE = f"""
@@ -211,6 +205,8 @@ def _postgres_views(*, planned: str, outage_start: bool) -> None:
         _UPTIME.format(
             outage_start_column="t.outage_started_at" if outage_start else "NULL AS outage_started_at",
             incidents="COUNT(DISTINCT outage_started_at)" if outage_start else "COUNT(*)",
+            # JIT would compile the timeline's plan for longer than it runs (app/store/backend.py).
+            jit="\nSET jit = off" if outage_start else "",
         )
     )
 
