@@ -189,6 +189,30 @@ def test_health_is_unchanged_by_a_window(open_window, make_daemon, clock, read_h
 # --- the API ---------------------------------------------------------------------
 
 
+def test_fleet_view_names_the_running_window_that_covers_each_daemon(
+    clock, client, make_daemon, open_window
+):
+    make_daemon(daemonId="listed", capabilities=["queue"])
+    make_daemon(daemonId="cron_worker", capabilities=["cron"])
+    make_daemon(daemonId="other", capabilities=["queue"])
+    listed = open_window(0, 600, reason="reboot", daemonIds=["listed"])
+    open_window(300, 900, capability="cron")  # not running yet
+
+    def maintenance() -> dict:
+        daemons = client.get("/api/daemons", headers=HEADERS).get_json()["daemons"]
+        return {d["daemonId"]: d["maintenance"] for d in daemons}
+
+    assert maintenance() == {
+        "cron_worker": None,
+        "listed": {"id": listed["id"], "reason": "reboot", "to": iso(600)},
+        "other": None,
+    }
+    clock.advance(600)  # the first is over, the second runs
+    found = maintenance()
+    assert (found["listed"], found["other"], found["cron_worker"]["reason"]) == (None, None, "deploy")
+
+
+
 def test_open_window_echoes_it_with_an_id(open_window):
     window = open_window(600, 1800, reason="kernel upgrade", capability="cron")
     assert isinstance(window["id"], int)

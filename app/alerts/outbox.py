@@ -100,7 +100,9 @@ def _alert_worth_sending(conn: Connection, event: Row[Any], policy: Policy, now:
 def _maintenance_window(conn: Connection, event: Row[Any]) -> int | None:
     """The maintenance window covering the event's daemon when it happened, if any."""
     capabilities = (event.state or {}).get("capabilities") or []
-    return coverage.covering_window(conn, event.daemon_id, capabilities, at=event.occurred_at)
+    windows = coverage.active_windows(conn, at=event.occurred_at)
+    window = coverage.covering(windows, event.daemon_id, capabilities)
+    return None if window is None else window.id
 
 
 def due_urls(conn: Connection, *, now: datetime) -> list[str]:

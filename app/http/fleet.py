@@ -1,12 +1,14 @@
-"""HTTP for the read-only fleet views (registry.fleet): /api/daemons, /api/events."""
+"""HTTP for the read-only fleet views (registry.reads): /api/daemons, /api/events."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
 from app.http.context import connection, now
+from app.maintenance import coverage
 from app.registry import reads
 from app.registry.schemas import InvalidInput
+from app.registry.wire import isoformat_z
 
 bp = Blueprint("fleet", __name__, url_prefix="/api")
 
@@ -24,7 +26,15 @@ def _int_param(name: str, default: int, *, minimum: int, maximum: int) -> int:
 
 @bp.get("/daemons")
 def list_daemons() -> Response:
-    daemons = reads.fleet(connection(), now=now())
+    conn = connection()
+    daemons = reads.fleet(conn, now=now())
+    windows = coverage.active_windows(conn, at=now())
+    for daemon in daemons:
+        # The running maintenance window that covers it, so screens can show it as planned.
+        window = coverage.covering(windows, daemon["daemonId"], daemon["capabilities"])
+        daemon["maintenance"] = None if window is None else {
+            "id": window.id, "reason": window.reason, "to": isoformat_z(window.ends_at)
+        }
     stale = sum(1 for d in daemons if d["stale"])
     return jsonify({"daemons": daemons, "totalActive": len(daemons) - stale, "totalStale": stale})
 

@@ -1,38 +1,62 @@
-"""Whether a maintenance window covers a daemon at one moment: the alerts' question.
+"""Which maintenance windows cover a daemon at one moment: for alerts and the fleet view.
 
 The same rule as the ``daemon_timeline`` view's (migration 0012) for spans of
 time: a window covers the moments from its ``from`` up to, not including, its
-``to``, for every daemon (fleet), the daemons it lists, or the daemons that had
+``to``, for every daemon (fleet), the daemons it lists, or the daemons that have
 its capability. Tests hold the two to the same answers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, exists, or_, select
+from sqlalchemy import Connection, select
 
 from app.models import maintenance_window_daemons, maintenance_windows
 
 
-def covering_window(
-    conn: Connection, daemon_id: str, capabilities: Sequence[str], *, at: datetime
-) -> int | None:
-    """The id of a window covering ``daemon_id`` (with ``capabilities``) at ``at``, if any."""
+@dataclass(frozen=True)
+class ActiveWindow:
+    id: int
+    reason: str
+    ends_at: datetime
+    selector: str
+    capability: str | None
+    daemon_ids: frozenset[str]
+
+    def covers(self, daemon_id: str, capabilities: Collection[str]) -> bool:
+        if self.selector == "daemons":
+            return daemon_id in self.daemon_ids
+        if self.selector == "capability":
+            return self.capability in capabilities
+        return True  # the whole fleet
+
+
+def active_windows(conn: Connection, *, at: datetime) -> list[ActiveWindow]:
+    """The windows running at ``at``, oldest first (there are only ever a few)."""
     w, m = maintenance_windows, maintenance_window_daemons
-    listed = exists().where(m.c.window_id == w.c.id, m.c.daemon_id == daemon_id)
-    return conn.execute(
-        select(w.c.id)
-        .where(
-            w.c.starts_at <= at,
-            w.c.ends_at > at,
-            or_(
-                w.c.selector == "fleet",
-                and_(w.c.selector == "daemons", listed),
-                and_(w.c.selector == "capability", w.c.capability.in_(list(capabilities))),
-            ),
+    rows = conn.execute(
+        select(w).where(w.c.starts_at <= at, w.c.ends_at > at).order_by(w.c.id)
+    ).all()
+    listed: dict[int, set[str]] = {}
+    if any(row.selector == "daemons" for row in rows):
+        for window_id, daemon_id in conn.execute(
+            select(m.c.window_id, m.c.daemon_id).where(m.c.window_id.in_([row.id for row in rows]))
+        ):
+            listed.setdefault(window_id, set()).add(daemon_id)
+    return [
+        ActiveWindow(
+            row.id, row.reason, row.ends_at, row.selector, row.capability,
+            frozenset(listed.get(row.id, ())),
         )
-        .order_by(w.c.id)
-        .limit(1)
-    ).scalar()
+        for row in rows
+    ]
+
+
+def covering(
+    windows: list[ActiveWindow], daemon_id: str, capabilities: Collection[str]
+) -> ActiveWindow | None:
+    """The first of ``windows`` that covers the daemon, if any."""
+    return next((window for window in windows if window.covers(daemon_id, capabilities)), None)

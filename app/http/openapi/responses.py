@@ -68,9 +68,18 @@ class HealthResponse(_Out):
     totalActive: int
 
 
+class MaintenanceNow(_Out):
+    id: int
+    reason: str
+    to: str = Timestamp
+
+
 class FleetDaemon(DaemonState):
     expiresAt: str = Timestamp
     stale: bool
+    maintenance: MaintenanceNow | None = Field(
+        description="The running maintenance window that covers the daemon, or null."
+    )
 
 
 class FleetResponse(_Out):

@@ -146,6 +146,12 @@
     } else {
       wrap.append(el("span", d.status, `badge st-${d.status}`));
     }
+    if (d.maintenance) { // planned work: the server says which running window covers it
+      const until = `${d.maintenance.reason}, until ${clockTime(d.maintenance.to)}`;
+      const tag = el("span", "maintenance", "badge st-maintenance");
+      tag.title = until;
+      wrap.append(tag, el("span", ` (${until})`, "visually-hidden"));
+    }
     return wrap;
   }
   function uptimeText(id) {
@@ -195,7 +201,7 @@
       const tr = rows.get(d.daemonId);
       const [status, , seen, version, caps, tasks, task, up, errors, avg] = tr.children;
       tr.className = d.stale ? "stale" : "";
-      put(status, [d.stale, d.status], () => badge(d));
+      put(status, [d.stale, d.status, d.maintenance], () => badge(d));
       put(seen, d.lastHeartbeat, () => {
         const time = el("time");
         time.dateTime = d.lastHeartbeat;
