@@ -310,6 +310,14 @@ def test_window_needs_json(client):
     assert "error" in response.get_json()
 
 
+def test_windows_share_the_rate_limit(make_app):
+    limited = make_app(admin_rate_limit="2 per minute").test_client()
+    answers = [limited.get("/api/maintenance", headers=HEADERS) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert "Rate limit exceeded" in answers[2].get_json()["error"]
+    assert limited.post("/api/maintenance", json=GOOD, headers=HEADERS).status_code == 429
+
+
 def test_windows_need_the_key(client):
     assert client.get("/api/maintenance").status_code == 401
     assert client.post("/api/maintenance", json=GOOD).status_code == 401
