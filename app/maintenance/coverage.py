@@ -19,6 +19,8 @@ from app.models import maintenance_window_daemons, maintenance_windows
 
 @dataclass(frozen=True)
 class ActiveWindow:
+    """A running window and whom it covers."""
+
     id: int
     reason: str
     ends_at: datetime

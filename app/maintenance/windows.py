@@ -3,7 +3,8 @@
 A window never rewrites the past: one asked to start earlier starts now, and
 ending one early moves its end to now and keeps it, so downtime already counted
 as planned stays planned. What a window covers is decided in SQL by the
-``daemon_timeline`` view (migration 0012) for uptime, and by ``coverage`` for alerts.
+``daemon_timeline`` view (migration 0012) for uptime, and by ``coverage`` for
+alerts and the fleet view.
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ def _daemon_ids(conn: Connection, window_ids: list[int]) -> dict[int, list[str]]
 
 
 def state(window: Row[Any], *, now: datetime) -> str:
+    """upcoming, active or ended, at ``now``."""
     if now < window.starts_at:
         return "upcoming"
     return "active" if now < window.ends_at else "ended"

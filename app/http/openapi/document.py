@@ -48,7 +48,7 @@ ERRORS = {
     401: "Missing or wrong X-API-Key.",
     403: "This kind of key may not call this endpoint, or a daemon key acted on a daemon "
     "registered with another key; `error` says what the key may do.",
-    404: "No such daemon, window (or endpoint).",
+    404: "No such daemon or maintenance window (or endpoint).",
     405: "Method not allowed here; see the Allow header.",
     413: "Request body over MAX_CONTENT_LENGTH.",
     415: "Content-Type is not application/json.",
