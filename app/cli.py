@@ -190,11 +190,19 @@ def start_maintenance(
     try:
         spec = windows.check(parse_body(MaintenanceIn, json.dumps(body).encode()), now=now())
     except InvalidInput as exc:
-        raise click.ClickException(exc.message) from None
+        # Named as the command's options, not the API's fields.
+        problems = "; ".join(
+            f"{_OPTIONS.get(field.split('[')[0], field)} {message}" for field, message in exc.details.items()
+        )
+        raise click.ClickException(problems or exc.message) from None
     with database().engine.connect() as conn:
         window = windows.create(conn, spec, now=now())
     click.echo(window["id"])
     click.echo(_describe_window(window), err=True)
+
+
+_OPTIONS = {"from": "--from", "to": "--to/--for", "reason": "--reason", "daemonIds": "--daemon",
+            "capability": "--capability"}
 
 
 def _cli_timestamp(option: str, value: str) -> datetime:

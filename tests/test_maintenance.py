@@ -304,6 +304,14 @@ def test_bad_window_is_400_naming_the_fields(client, body, fields):
     assert client.get("/api/maintenance", headers=HEADERS).get_json()["windows"] == []
 
 
+def test_a_bad_id_in_the_list_is_named_with_the_id_rule(client):
+    response = client.post("/api/maintenance", json={**GOOD, "daemonIds": ["ok", "not ok"]}, headers=HEADERS)
+    assert response.get_json()["details"] == {
+        "daemonIds[1]": "must be 1-128 characters: letters, digits, '_', '.', ':' or '-', "
+        "starting with a letter or digit"
+    }
+
+
 def test_window_needs_json(client):
     response = client.post("/api/maintenance", data="from=now", headers=HEADERS)
     assert response.status_code == 415
@@ -365,8 +373,10 @@ def test_cli_covers_listed_daemons_between_given_times(app, client):
         (["--reason", "x"], "exactly one of --to and --for"),
         (["--for", "soon"], "--for"),
         (["--to", "noon"], "--to"),
-        (["--for", "30m", "--daemon", "a", "--capability", "cron"], "not both"),
-        (["--from", iso(-7200), "--to", iso(-3600)], "must be in the future"),
+        (["--for", "30m", "--daemon", "a", "--capability", "cron"], "--capability give daemonIds"),
+        (["--for", "30m", "--daemon", "not ok"], "--daemon must be 1-128 characters"),
+        (["--from", iso(-7200), "--to", iso(-3600)], "--to/--for must be in the future"),
+        (["--for", "32d"], "--to/--for must be at most 31 days"),
     ],
 )
 def test_cli_refuses_a_bad_window(app, client, args, message):
