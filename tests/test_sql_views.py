@@ -115,9 +115,10 @@ def test_readme_queries_answer_the_usual_questions(history):
     assert "retired" not in {r.daemon_id for r in outages}  # planned, not an outage
     with engine.connect() as conn:
         silent = conn.execute(text(
-            "SELECT reason, planned, round(seconds) AS seconds FROM daemon_outages"
+            "SELECT reason, planned, round(seconds) AS seconds, outage_started_at FROM daemon_outages"
             " WHERE daemon_id = 'silent' ORDER BY started_at"
         )).all()
-    assert [tuple(r) for r in silent[:2]] == [("stale", False, 9 * 60), ("maintenance", True, 40 * 60)]
+    assert [tuple(r)[:3] for r in silent[:2]] == [("stale", False, 9 * 60), ("maintenance", True, 40 * 60)]
+    assert {r.outage_started_at for r in silent} == {T0 + timedelta(seconds=60)}  # one outage
     assert [(r.reason, r.planned) for r in silent[2:]] == [("stale", False)]  # ongoing since
     assert [(r.daemon_id, r.outages) for r in flapping] == [("flappy", 6)]

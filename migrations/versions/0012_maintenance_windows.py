@@ -128,7 +128,7 @@ WHERE started_at < now() AND (ended_at IS NULL OR ended_at > started_at)
 _OUTAGES = """
 CREATE VIEW daemon_outages AS
 SELECT daemon_id, started_at, ended_at, ongoing, reason, planned,
-       EXTRACT(EPOCH FROM ended_at - started_at) AS seconds
+       EXTRACT(EPOCH FROM ended_at - started_at) AS seconds{outage_start}
 FROM daemon_timeline_now
 WHERE state = 'down'
 """
@@ -198,9 +198,9 @@ def _drop_views() -> None:
 
 
 def _postgres_views(*, planned: str, outage_start: bool) -> None:
-    outage_start_column = ",\n    outage_started_at" if outage_start else ""
-    op.execute(_TIMELINE_NOW.format(planned=planned, outage_start=outage_start_column))
-    op.execute(_OUTAGES)
+    extra_column = ",\n    outage_started_at" if outage_start else ""
+    op.execute(_TIMELINE_NOW.format(planned=planned, outage_start=extra_column))
+    op.execute(_OUTAGES.format(outage_start=extra_column))
     op.execute(
         _UPTIME.format(
             outage_start_column="t.outage_started_at" if outage_start else "NULL AS outage_started_at",
