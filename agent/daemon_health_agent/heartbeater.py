@@ -172,6 +172,9 @@ class Heartbeater:
             try:
                 if not registered:
                     self._register()
+                    # Registering ourselves ends a hold too: the service forgot the stop
+                    # (its history was pruned) and said "unknown", not "deregistered".
+                    self._deregistered_by_operator = False
                     registered, fresh = True, True
                     # Beat at once: a registration cannot carry status or
                     # tasksProcessed, and the service resets them to healthy/0.
