@@ -174,6 +174,23 @@ def test_an_operators_deregistration_holds_until_an_operator_registers_it(
     assert reader.event_kinds(daemon_id) == ["registered", "deregistered", "registered"]
 
 
+def test_a_stop_the_service_has_forgotten_holds_no_more(
+    app: Flask, live, reader, agents, clock: FrozenClock
+) -> None:
+    url, recorder = live
+    daemon_id = new_daemon_id()
+    agent = agents(url, daemon_id).start()
+    wait_for(lambda: reader.daemon(daemon_id), what="registration")
+    reader.delete(daemon_id)
+    wait_for(lambda: agent.deregistered_by_operator, what="the hold")
+    clock.advance(91 * 86400)  # past HISTORY_RETENTION_DAYS: pruning forgets the daemon
+    pruned = app.test_cli_runner().invoke(args=["daemons", "prune-history"])
+    assert pruned.exit_code == 0, pruned.output
+    wait_for(lambda: reader.daemon(daemon_id), what="the agent to register the daemon again")
+    assert not agent.deregistered_by_operator
+    assert len(recorder.of("/register")) == 2
+
+
 def test_paces_itself_from_the_services_ttl(make_app, reader, agents) -> None:
     app = wipe(make_app(daemon_ttl_seconds=1))
     with serving(app) as (url, recorder):
