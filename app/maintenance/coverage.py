@@ -1,4 +1,4 @@
-"""Which maintenance windows cover a daemon at one moment: for alerts and the fleet view.
+"""Which maintenance windows cover a daemon at one moment: for alerts, the fleet view and /metrics.
 
 The same rule as the ``daemon_timeline`` view's (migration 0012) for spans of
 time: a window covers the moments from its ``from`` up to, not including, its
