@@ -7,7 +7,12 @@ was at 900 is down from 960.
 
 from __future__ import annotations
 
+import threading
+from datetime import timedelta
+
 import pytest
+
+from app.maintenance import windows
 
 from tests.support.api import HEADERS
 from tests.support.uptime_fixtures import iso
@@ -392,3 +397,24 @@ def test_cli_end_of_an_unknown_window_fails(app):
     result = app.test_cli_runner().invoke(args=["daemons", "maintenance", "end", "999"])
     assert result.exit_code != 0
     assert "no maintenance window 999" in result.stderr
+
+
+def test_racing_ends_agree_on_when_the_window_ended(clock, engine, open_window):
+    window = open_window(0, 600)
+    clock.advance(100)
+    barrier = threading.Barrier(4)
+    answers: list[dict] = []
+
+    def end(seconds_later: float) -> None:
+        with engine.connect() as conn:
+            barrier.wait()
+            answers.append(windows.end(conn, window["id"], now=clock.now() + timedelta(seconds=seconds_later)))
+
+    threads = [threading.Thread(target=end, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # One of them ended it; the others found it over and answered it as it now is.
+    assert len({(a["to"], a["endedEarlyAt"]) for a in answers}) == 1, answers
+    assert answers[0]["to"] in {iso(100 + n) for n in range(4)}

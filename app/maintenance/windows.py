@@ -103,14 +103,21 @@ def end(conn: Connection, window_id: int, *, now: datetime) -> dict[str, Any] | 
     A running window ends now and is kept (its planned time stays planned); one
     that has not started is cancelled, which removes it; one already over is
     left as it was. Each step is one conditional statement, so racing calls
-    agree on what happened.
+    agree on what happened: the first to end it decides when (a racer that read
+    the clock a moment earlier does not move the end back), the others answer
+    the window as that one left it.
     """
     w = maintenance_windows
     with conn.begin():
         targets = _daemon_ids(conn, [window_id]).get(window_id, [])
         ended = conn.execute(
             update(w)
-            .where(w.c.id == window_id, w.c.starts_at < now, w.c.ends_at > now)
+            .where(
+                w.c.id == window_id,
+                w.c.starts_at < now,
+                w.c.ends_at > now,
+                w.c.ended_early_at.is_(None),
+            )
             .values(ends_at=now, ended_early_at=now)
             .returning(w)
         ).first()
