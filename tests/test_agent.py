@@ -186,8 +186,9 @@ def test_a_stop_the_service_has_forgotten_holds_no_more(
     clock.advance(91 * 86400)  # past HISTORY_RETENTION_DAYS: pruning forgets the daemon
     pruned = app.test_cli_runner().invoke(args=["daemons", "prune-history"])
     assert pruned.exit_code == 0, pruned.output
-    wait_for(lambda: reader.daemon(daemon_id), what="the agent to register the daemon again")
+    wait_for(lambda: agent.registered, what="the agent to register the daemon again")
     assert not agent.deregistered_by_operator
+    assert reader.daemon(daemon_id) is not None
     assert len(recorder.of("/register")) == 2
 
 

@@ -172,9 +172,6 @@ class Heartbeater:
             try:
                 if not registered:
                     self._register()
-                    # Registering ourselves ends a hold too: the service forgot the stop
-                    # (its history was pruned) and said "unknown", not "deregistered".
-                    self._deregistered_by_operator = False
                     registered, fresh = True, True
                     # Beat at once: a registration cannot carry status or
                     # tasksProcessed, and the service resets them to healthy/0.
@@ -249,6 +246,9 @@ class Heartbeater:
                 "the service's TTL is %gs: heartbeating %s every ~%.1fs",
                 ttl, self.daemon_id, self.interval,
             )
+        # Registering ourselves ends a hold too: the service forgot the stop (its
+        # history was pruned) and said "unknown", not "deregistered".
+        self._deregistered_by_operator = False
         self._registered.set()
         log.info("registered %s", self.daemon_id)
 
