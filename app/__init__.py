@@ -13,6 +13,7 @@ from app.http.converters import AnyTextConverter, DaemonIdConverter
 from app.http.dashboard.routes import bp as dashboard_bp
 from app.http.fleet import bp as fleet_bp
 from app.http.leases import bp as leases_bp
+from app.http.maintenance import bp as maintenance_bp
 from app.http.metrics import bp as metrics_bp
 from app.http.openapi.document import bp as openapi_bp
 from app.http.registry import PROBE_KEY
@@ -50,7 +51,7 @@ def create_app(config: Settings | None = None, *, clock: Clock | None = None) ->
     # Every blueprint whose endpoints take a key, in one place: key check and rate limit.
     auth.register_keyed(
         app, rate_limit, metrics_bp, fleet_bp, regions_bp, uptime_bp, task_metrics_bp, daemons_bp,
-        leases_bp,
+        leases_bp, maintenance_bp,
     )
     app.register_blueprint(openapi_bp)
     app.register_blueprint(dashboard_bp)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import click
 from flask import Flask, current_app
@@ -17,9 +18,13 @@ from flask.cli import AppGroup
 from app.alerts import alert_events, error_rate, messages, outbox, senders, watcher
 from app.http.context import clock, database, now, settings
 from app.leases import holds
+from app.maintenance import windows
+from app.maintenance.schemas import MaintenanceIn
+from app.registry.schemas import InvalidInput, parse_body, parse_timestamp
 from app.registry.wire import isoformat_z
 from app.task_metrics import buckets
 from app.uptime import retention
+from app.uptime.period import duration
 
 daemons_cli = AppGroup("daemons", help="Manage the daemon registry and its history.")
 
@@ -40,8 +45,10 @@ def prune_history(days: int | None) -> None:
         removed_alerts = alert_events.prune(conn, before=cutoff)
         removed_buckets = buckets.prune(conn, now=now(), before=cutoff)
         removed_holds = holds.prune(conn, before=cutoff)
+        removed_windows = windows.prune(conn, before=cutoff)
     click.echo(f"Removed {removed} history events older than {days} days.")
     click.echo(f"Removed {removed_alerts} alert events older than {days} days.")
+    click.echo(f"Removed {removed_windows} maintenance windows that ended more than {days} days ago.")
     click.echo(f"Removed {removed_buckets} task buckets (minutes older than 2 days, hours older than {days} days).")
     click.echo(f"Removed {removed_holds} lease holds that ended more than {days} days ago.")
 
@@ -149,6 +156,99 @@ def redeliver(delivery_id: int) -> None:
         if not outbox.redeliver(conn, delivery_id, now=now()):
             raise click.ClickException(f"no delivery {delivery_id}")
     click.echo(f"Delivery {delivery_id} queued again.")
+
+
+maintenance_cli = AppGroup("maintenance", help="Open, list and end maintenance windows.")
+daemons_cli.add_command(maintenance_cli)
+
+
+@maintenance_cli.command("start")
+@click.option(
+    "--daemon", "daemon_ids", multiple=True, metavar="ID", help="Cover this daemon (repeatable)."
+)
+@click.option("--capability", help="Cover every daemon with this capability.")
+@click.option("--from", "starts", metavar="TIME", help="ISO-8601 start (default: now).")
+@click.option("--to", "ends", metavar="TIME", help="ISO-8601 end.")
+@click.option("--for", "length", metavar="DURATION", help="Length instead of --to: 30m, 2h, 1d.")
+@click.option("--reason", required=True, help="What the work is (shown to operators).")
+def start_maintenance(
+    daemon_ids: tuple[str, ...], capability: str | None, starts: str | None, ends: str | None,
+    length: str | None, reason: str,
+) -> None:
+    """Open a window (the whole fleet unless --daemon or --capability) and print its id.
+
+    Only the id goes to stdout, so a deploy script can keep it:
+    WINDOW=$(flask --app wsgi daemons maintenance start --capability cron --for 30m --reason deploy)
+    """
+    if (ends is None) == (length is None):
+        raise click.UsageError("give exactly one of --to and --for")
+    start = now() if starts is None else _cli_timestamp("--from", starts)
+    if length is not None:
+        span = duration(length)
+        if span is None:
+            raise click.BadParameter(
+                "must be a number and a unit m, h or d (e.g. 30m, 2h, 1d)", param_hint="--for"
+            )
+        end = start + span
+    else:
+        end = _cli_timestamp("--to", ends)
+    body = {"from": isoformat_z(start), "to": isoformat_z(end), "reason": reason}
+    if daemon_ids:
+        body["daemonIds"] = list(daemon_ids)
+    if capability is not None:
+        body["capability"] = capability
+    try:
+        spec = windows.check(parse_body(MaintenanceIn, json.dumps(body).encode()), now=now())
+    except InvalidInput as exc:
+        # Named as the command's options, not the API's fields.
+        problems = "; ".join(
+            f"{_OPTIONS.get(field.split('[')[0], field)} {message}" for field, message in exc.details.items()
+        )
+        raise click.ClickException(problems or exc.message) from None
+    with database().engine.connect() as conn:
+        window = windows.create(conn, spec, now=now())
+    click.echo(window["id"])
+    click.echo(_describe_window(window), err=True)
+
+
+_OPTIONS = {"from": "--from", "to": "--to/--for", "reason": "--reason", "daemonIds": "--daemon",
+            "capability": "--capability"}
+
+
+def _cli_timestamp(option: str, value: str) -> datetime:
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+def _describe_window(window: dict) -> str:
+    covers = (
+        f"daemons {', '.join(window['daemonIds'])}" if window["daemonIds"] is not None
+        else f"capability {window['capability']}" if window["capability"] is not None
+        else "the whole fleet"
+    )
+    when = f"{window['from']} to {window['to']}"
+    return f"{window['id']:>6}  {window['state']:<9} {when}  {covers}: {window['reason']}"
+
+
+@maintenance_cli.command("list")
+def list_maintenance() -> None:
+    """Current and upcoming windows, the soonest first."""
+    with database().engine.connect() as conn:
+        for window in windows.current_and_upcoming(conn, now=now()):
+            click.echo(_describe_window(window))
+
+
+@maintenance_cli.command("end")
+@click.argument("window_id", type=click.IntRange(min=1))
+def end_maintenance(window_id: int) -> None:
+    """End a window now (one that has not started is cancelled)."""
+    with database().engine.connect() as conn:
+        window = windows.end(conn, window_id, now=now())
+    if window is None:
+        raise click.ClickException(f"no maintenance window {window_id}")
+    click.echo(_describe_window(window))
 
 
 def watcher_of(app: Flask) -> watcher.Watcher:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Double,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -26,7 +27,10 @@ from app.store.timestamps import UTCDateTime
 Status = Literal["healthy", "degraded", "unhealthy"]
 STATUSES: tuple[str, ...] = get_args(Status)
 EVENT_KINDS = ("registered", "status_changed", "stale", "deregistered")
-DELIVERY_STATES = ("pending", "delivered", "failed")
+# suppressed: the event fell inside a maintenance window (app/maintenance/), so it is never sent.
+DELIVERY_STATES = ("pending", "delivered", "failed", "suppressed")
+# What a maintenance window covers: every daemon, the listed ones, or those with a capability.
+MAINTENANCE_SELECTORS = ("fleet", "daemons", "capability")
 # The tables an alert delivery's event comes from (app/alerts/outbox.py).
 DELIVERY_SOURCES = ("daemon_events", "alert_events")
 # How a lease hold ended: released by its holder, or lost with the holder's session.
@@ -271,6 +275,48 @@ class AlertDelivery(Base):
     # When it was given up (its last answer came back), for operators reading 'alerts failed'.
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The maintenance window that kept this alert from being sent (state 'suppressed').
+    maintenance_window_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class MaintenanceWindow(Base):
+    """Planned work: while it runs, the daemons it covers send no alerts and their
+    downtime counts as planned (the ``daemon_timeline`` view, migration 0013).
+
+    Ending one early sets ``ends_at`` to that moment and keeps the row, so uptime
+    already reported stays as it was.
+    """
+
+    __tablename__ = "maintenance_windows"
+    __table_args__ = (
+        CheckConstraint(_in("selector", MAINTENANCE_SELECTORS), name="selector"),
+        CheckConstraint("starts_at < ends_at", name="runs_forwards"),
+        CheckConstraint("(selector = 'capability') = (capability IS NOT NULL)", name="capability"),
+        # Current and upcoming windows: those that have not ended.
+        Index(None, "ends_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(256))
+    selector: Mapped[str] = mapped_column(String(16))
+    capability: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When an operator ended it before its planned end (ends_at was moved there).
+    ended_early_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MaintenanceWindowDaemon(Base):
+    """The daemons a window with ``selector = 'daemons'`` covers."""
+
+    __tablename__ = "maintenance_window_daemons"
+    __table_args__ = (Index(None, "daemon_id"),)
+
+    window_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("maintenance_windows.id", ondelete="CASCADE"), primary_key=True
+    )
+    daemon_id: Mapped[str] = mapped_column(String(128), primary_key=True)
 
 
 class Lease(Base):
@@ -339,3 +385,5 @@ daemon_task_minutes = DaemonTaskMinute.__table__
 daemon_task_hours = DaemonTaskHour.__table__
 leases = Lease.__table__
 lease_holds = LeaseHold.__table__
+maintenance_windows = MaintenanceWindow.__table__
+maintenance_window_daemons = MaintenanceWindowDaemon.__table__

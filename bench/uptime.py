@@ -4,7 +4,11 @@ Prints how long the all-daemons 30-day uptime query takes (median of several
 runs, the same code the API runs), the one-daemon query, and how many history
 rows a day of steady heartbeats adds.
 
-    .venv/bin/python bench/uptime.py [--daemons 1000] [--days 30] [--runs 7]
+    .venv/bin/python bench/uptime.py [--daemons 1000] [--days 30] [--runs 7] [--windows 0]
+
+With ``--windows N``, N one-hour maintenance windows spread over the period
+(by turns the whole fleet, a capability every daemon has, and ten listed
+daemons) make the timeline cut outages into planned and unplanned stretches.
 
 Uses a scratch database on the Postgres named by TEST_POSTGRES_URL (default:
 the local server), dropped at the end.
@@ -23,7 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, insert, select, text  # noqa: E402
 
-from app.models import daemon_events, daemons  # noqa: E402
+from app.models import (  # noqa: E402
+    daemon_events,
+    daemons,
+    maintenance_window_daemons,
+    maintenance_windows,
+)
 from app.registry import service  # noqa: E402
 from app.registry.schemas import HeartbeatIn, RegistrationIn  # noqa: E402
 from app.store.engine import build_engine  # noqa: E402
@@ -104,6 +113,34 @@ def load(engine, count: int, days: int, now: datetime) -> int:
     return total
 
 
+def add_windows(engine, count: int, days: int, now: datetime) -> None:
+    """``count`` one-hour windows spread over the period, the three selector kinds by turns."""
+    start = now - timedelta(days=days)
+    step = timedelta(days=days) / max(count, 1)
+    with engine.begin() as conn:
+        for n in range(count):
+            at = start + step * n
+            selector = ("fleet", "capability", "daemons")[n % 3]
+            window_id = conn.execute(
+                insert(maintenance_windows)
+                .values(
+                    starts_at=at,
+                    ends_at=at + timedelta(hours=1),
+                    reason="bench",
+                    selector=selector,
+                    capability="queue" if selector == "capability" else None,
+                    created_at=at,
+                )
+                .returning(maintenance_windows.c.id)
+            ).scalar_one()
+            if selector == "daemons":
+                conn.execute(
+                    insert(maintenance_window_daemons),
+                    [{"window_id": window_id, "daemon_id": f"daemon_{d:05d}"} for d in range(n % 50, 1000, 100)],
+                )
+        conn.execute(text("ANALYZE"))
+
+
 def steady_day_rows(engine, now: datetime) -> int:
     """History rows a day of 30-second heartbeats adds to one daemon (registration aside)."""
     reg = RegistrationIn.model_validate(registration(daemonId="steady_one"))
@@ -123,6 +160,7 @@ def main() -> None:
     parser.add_argument("--daemons", type=int, default=1000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--windows", type=int, default=0, help="maintenance windows in the period")
     parser.add_argument("--explain", action="store_true", help="print the query plan too")
     args = parser.parse_args()
 
@@ -134,8 +172,9 @@ def main() -> None:
             now = datetime.now(UTC).replace(microsecond=0)
             started = time.perf_counter()
             rows = load(engine, args.daemons, args.days, now)
+            add_windows(engine, args.windows, args.days, now)
             print(f"loaded {rows:,} history events for {args.daemons:,} daemons x {args.days} days "
-                  f"in {time.perf_counter() - started:.1f} s")
+                  f"and {args.windows} maintenance windows in {time.perf_counter() - started:.1f} s")
             period = Period(start=now - timedelta(days=args.days), end=now, now=now)
             with engine.connect() as conn:
                 fleet = timed(lambda: queries.summaries(conn, period), args.runs)

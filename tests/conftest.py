@@ -4,7 +4,7 @@ pytest_plugins = [
     "tests.support.postgres",
     "tests.support.redis_store",
     "tests.support.app_fixtures",
-    "tests.support.alerting",
+    "tests.support.uptime_fixtures",
     "tests.support.gunicorn_servers",
     "tests.support.browser",
 ]

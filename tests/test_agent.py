@@ -30,7 +30,7 @@ from tests.support.agent import (
     wait_for,
     wipe,
 )
-from tests.support.api import API_KEY, HEADERS
+from tests.support.api import API_KEY, HEADERS, registration
 from tests.support.clocks import FrozenClock
 from tests.support.processes import free_port
 
@@ -135,23 +135,75 @@ def test_registers_again_once_the_service_let_it_expire(
 ) -> None:
     url, recorder = live
     daemon_id = new_daemon_id()
-    agents(url, daemon_id).start()
+    agent = agents(url, daemon_id).start()
     wait_for(lambda: reader.daemon(daemon_id), what="registration")
-    clock.advance(61)  # past the service's 60 s TTL: the next heartbeat gets 404
+    clock.advance(61)  # past the service's 60 s TTL: the next heartbeat gets 404 (expired)
     wait_for(lambda: len(recorder.of("/register")) == 2, what="a second registration")
     assert any(c.status == 404 for c in recorder.of("/heartbeat"))
+    assert not agent.deregistered_by_operator
     wait_for(lambda: reader.daemon(daemon_id), what="the daemon live again")
     assert reader.event_kinds(daemon_id) == ["registered", "stale", "registered"]
 
 
-def test_registers_again_after_being_removed(live, reader, agents) -> None:
+def test_an_operators_deregistration_holds_until_an_operator_registers_it(
+    live, reader, agents, agent_logs
+) -> None:
     url, recorder = live
     daemon_id = new_daemon_id()
-    agents(url, daemon_id).start()
+    agent = agents(url, daemon_id).start()
     wait_for(lambda: reader.daemon(daemon_id), what="registration")
     reader.delete(daemon_id)
-    wait_for(lambda: reader.daemon(daemon_id), what="registration after removal")
+    wait_for(lambda: agent.deregistered_by_operator, what="the agent to see the planned stop")
+    refused = len(recorder.of("/heartbeat"))
+    wait_for(lambda: len(recorder.of("/heartbeat")) >= refused + 5, what="five more heartbeats")
+    # It kept asking, and was told no, but did not register the daemon again.
+    assert len(recorder.of("/register")) == 1
+    assert reader.daemon(daemon_id) is None and not agent.registered
+    assert reader.event_kinds(daemon_id) == ["registered", "deregistered"]
+    assert sum("an operator deregistered" in r.message for r in agent_logs.records) == 1  # said once
+    # The lift: an operator registers the daemon; the agent's next heartbeat carries on.
+    lifted = reader.client.post(
+        "/api/daemon/register", json=registration(daemonId=daemon_id), headers=HEADERS
+    )
+    assert lifted.status_code == 201
+    wait_for(lambda: agent.registered and not agent.deregistered_by_operator, what="the lift")
+    beats = len(recorder.of("/heartbeat"))
+    wait_for(lambda: len(recorder.of("/heartbeat")) >= beats + 2, what="heartbeats after the lift")
+    assert {c.status for c in recorder.of("/heartbeat")[beats:]} == {200}
+    assert len(recorder.of("/register")) == 1
     assert reader.event_kinds(daemon_id) == ["registered", "deregistered", "registered"]
+
+
+def test_a_stop_the_service_has_forgotten_holds_no_more(
+    app: Flask, live, reader, agents, clock: FrozenClock
+) -> None:
+    url, recorder = live
+    daemon_id = new_daemon_id()
+    agent = agents(url, daemon_id).start()
+    wait_for(lambda: reader.daemon(daemon_id), what="registration")
+    reader.delete(daemon_id)
+    wait_for(lambda: agent.deregistered_by_operator, what="the hold")
+    clock.advance(91 * 86400)  # past HISTORY_RETENTION_DAYS: pruning forgets the daemon
+    pruned = app.test_cli_runner().invoke(args=["daemons", "prune-history"])
+    assert pruned.exit_code == 0, pruned.output
+    wait_for(lambda: agent.registered, what="the agent to register the daemon again")
+    assert not agent.deregistered_by_operator
+    assert reader.daemon(daemon_id) is not None
+    assert len(recorder.of("/register")) == 2
+
+
+def test_paces_itself_from_the_services_ttl(make_app, reader, agents) -> None:
+    app = wipe(make_app(daemon_ttl_seconds=1))
+    with serving(app) as (url, recorder):
+        guessing = agents(url, new_daemon_id(), interval=None, ttl_seconds=60).start()
+        fixed = agents(url, new_daemon_id(), interval=0.5, ttl_seconds=60).start()
+        assert guessing.wait_registered(5) and fixed.wait_registered(5)
+        assert guessing.ttl_seconds == 1  # taken from the answer before it counts as registered
+        assert guessing.interval == pytest.approx(1 / 3)  # a third of the service's TTL
+        assert (fixed.ttl_seconds, fixed.interval) == (1, 0.5)  # an explicit interval stays
+        path = "/api/daemon/heartbeat"
+        count = len(recorder.of(path))
+        wait_for(lambda: len(recorder.of(path)) >= count + 8, what="heartbeats at the new pace")
 
 
 def test_survives_the_service_being_down_at_start(app: Flask, reader, agents) -> None:
@@ -250,6 +302,9 @@ def test_errors_map_to_what_the_agent_does() -> None:
     assert isinstance(unavailable, ServiceUnavailable) and unavailable.retry_after == 5
     assert str(unavailable) == "POST /x: HTTP 503: Database down"
     assert isinstance(_http_error("POST /x", 404, {}, b""), NotRegistered)
+    assert _http_error("POST /x", 404, {}, b"").reason is None
+    why = b'{"error": "Daemon not registered", "reason": "deregistered"}'
+    assert _http_error("POST /x", 404, {}, why).reason == "deregistered"
     assert isinstance(_http_error("POST /x", 401, {}, b"{}"), RequestRejected)
 
 

@@ -15,6 +15,7 @@ from app.models import alert_deliveries, daemon_events
 from tests.support.alerting import SECRET
 from tests.support.api import HEADERS, heartbeat_body, registration
 from tests.support.watching import settled_tick, watch_for
+from tests.support.uptime_fixtures import iso
 from tests.support.webhook_receiver import start_receiver, verify_signature
 
 
@@ -306,3 +307,77 @@ def test_failed_alerts_show_when_they_failed(clock, api, receiver, engine, alert
     listing = alerting.test_cli_runner().invoke(args=["daemons", "alerts", "failed"]).output
     assert "2026-01-25T12:01:01Z" in listing, listing
     assert (clock.now() - _deliveries(engine)[0].failed_at).total_seconds() == 0
+
+
+
+@pytest.fixture
+def maintenance(alerting):
+    """Open a maintenance window from now (the clock's START) until ``until`` seconds later."""
+    client = alerting.test_client()
+
+    def open_window(until: float, **selector) -> int:
+        body = {"from": iso(0), "to": iso(until), "reason": "deploy", **selector}
+        response = client.post("/api/maintenance", json=body, headers=HEADERS)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()["id"]
+
+    return open_window
+
+
+def test_no_alert_inside_a_window_but_the_event_is_recorded_and_marked(
+    alerting, api, tick, receiver, engine, watch, maintenance
+):
+    window = maintenance(600, daemonIds=["daemon_macmini_1"])
+    api("POST", "register", registration())
+    api("POST", "register", registration(daemonId="other"))
+    watch(61)
+    assert _types(receiver) == [("daemon.stale", "other")]
+    deliveries = {d.payload["daemonId"]: d for d in _deliveries(engine)}
+    covered = deliveries["daemon_macmini_1"]
+    assert (covered.state, covered.maintenance_window_id, covered.attempts) == ("suppressed", window, 0)
+    assert covered.payload["type"] == "daemon.stale"
+    assert deliveries["other"].state == "delivered"
+    with engine.connect() as conn:
+        kinds = conn.execute(
+            select(daemon_events.c.kind).where(daemon_events.c.daemon_id == "daemon_macmini_1")
+        ).scalars().all()
+    assert kinds == ["registered", "stale"]  # recorded all the same
+    watch(60)
+    assert _types(receiver) == [("daemon.stale", "other")]  # and never sent later
+    listed = alerting.test_cli_runner().invoke(args=["daemons", "alerts", "list"]).stdout
+    assert "suppressed" in listed
+
+
+def test_capability_window_silences_only_its_daemons_and_only_while_it_runs(
+    clock, api, receiver, watch, maintenance
+):
+    maintenance(300, capability="cron")
+    api("POST", "register", registration(daemonId="cron_worker", capabilities=["cron"]))
+    api("POST", "register", registration(daemonId="queue_worker", capabilities=["queue"]))
+    watch(61)  # both stale at 60, inside the window
+    api("POST", "register", registration(daemonId="cron_worker", capabilities=["cron"]))  # recovered at 61
+    watch(290)  # stale again at 121, still inside; the window ends at 300
+    assert _types(receiver) == [("daemon.stale", "queue_worker")]
+    api("POST", "register", registration(daemonId="cron_worker", capabilities=["cron"]))  # after it
+    watch(61)
+    assert _types(receiver) == [
+        ("daemon.stale", "queue_worker"),
+        ("daemon.recovered", "cron_worker"),
+        ("daemon.stale", "cron_worker"),
+    ]
+
+
+@pytest.mark.parametrize(("window_end", "covered"), [(60, False), (61, True)])
+def test_alerts_and_uptime_agree_on_what_a_window_covers(
+    alerting, api, receiver, watch, maintenance, window_end, covered
+):
+    # The daemon's TTL runs out at 60: a window ending then covers nothing of it, one
+    # ending a second later covers that second (app/maintenance/coverage.py for alerts,
+    # the daemon_timeline view for uptime).
+    maintenance(window_end)
+    api("POST", "register", registration())
+    watch(120)
+    assert _types(receiver) == ([] if covered else [("daemon.stale", "daemon_macmini_1")])
+    report = api("GET", "daemon_macmini_1/uptime?from=" + iso(0) + "&to=" + iso(120)).get_json()
+    assert (report["plannedDownSeconds"], report["downSeconds"]) == ((1, 59) if covered else (0, 60))
+    assert report["incidents"] == 1

@@ -321,3 +321,32 @@ def test_the_service_has_an_icon_and_the_tab_icon_draws_the_stale_count(client: 
             assert drawn in svg and "#b3261e" in svg
         else:
             assert "</text>" in svg and "><" in svg.split("<text")[1] and "#17692f" in svg
+
+
+def test_daemons_a_running_maintenance_window_covers_are_shown_in_maintenance(
+    client: FlaskClient, clock: FrozenClock, open_page: Callable[..., BrowserPage]
+) -> None:
+    clock.current = real_now()
+    register(client, "alpha", capabilities=["cron"])
+    register(client, "bravo", capabilities=["queue"])
+    window = {
+        "from": clock.now().isoformat(), "to": (clock.now() + timedelta(minutes=30)).isoformat(),
+        "reason": "deploy 4.2", "capability": "cron",
+    }
+    opened = client.post("/api/maintenance", json=window, headers=HEADERS)
+    assert opened.status_code == 201, opened.get_json()
+
+    page = load(open_page())
+    tag = row(page, "alpha").locator(".st-maintenance")
+    expect(tag).to_have_text("maintenance")
+    expect(tag).to_have_attribute("title", re.compile(r"^deploy 4\.2, until "))
+    expect(cell(page, "alpha", STATUS)).to_contain_text("healthy")
+    expect(cell(page, "alpha", STATUS)).to_contain_text("(deploy 4.2, until ")  # for screen readers
+    expect(row(page, "bravo").locator(".st-maintenance")).to_have_count(0)
+    colour, background = tag.evaluate("b => [getComputedStyle(b).color, getComputedStyle(b).backgroundColor]")
+    assert contrast_ratio(parse_rgb(colour), parse_rgb(background)) >= 4.5
+
+    # Ended early: the next poll drops the mark.
+    ended = client.delete(f"/api/maintenance/{opened.get_json()['id']}", headers=HEADERS)
+    assert ended.status_code == 200
+    expect(row(page, "alpha").locator(".st-maintenance")).to_have_count(0)

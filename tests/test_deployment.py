@@ -519,7 +519,7 @@ def test_no_server_errors_under_sustained_load(unlimited):
                                 for o in bad[:5]], unlimited.output())
     for o in outcomes:
         if o.kind == "heartbeat" and o.status == 404:
-            assert o.reply.json() == {"error": "Daemon not registered"}
+            assert o.reply.json() == {"error": "Daemon not registered", "reason": "expired"}
     total = len(outcomes)
     assert total >= 300, f"only {total} requests in {elapsed:.1f}s: not a sustained load"
     slowest = max(o.ended - o.started for o in outcomes)

@@ -34,6 +34,12 @@ CALLS = {
     "leases.list_leases": ("get", "/api/leases", None),
     "leases.acquire": ("post", "/api/leases/cron", {"daemonId": DAEMON_ID}),
     "leases.release": ("delete", f"/api/leases/cron?daemonId={DAEMON_ID}", None),
+    "maintenance.open_window": (
+        "post", "/api/maintenance",
+        {"from": "2026-01-25T12:00:00Z", "to": "2026-01-25T13:00:00Z", "reason": "deploy"},
+    ),
+    "maintenance.list_windows": ("get", "/api/maintenance", None),
+    "maintenance.end_window": ("delete", "/api/maintenance/1", None),
 }
 KEYS = {"admin": API_KEY, "daemon": DAEMON_KEY, "read": READ_KEY, "metrics": METRICS_KEY}
 # The contract, written out here rather than read from app.http.auth.ACCESS.
@@ -48,6 +54,7 @@ ALLOWED = {
         "regions.list_regions",
         "uptime.fleet_uptime", "uptime.daemon_uptime", "task_metrics.fleet_metrics",
         "task_metrics.daemon_metrics", "metrics.metrics", "leases.list_leases",
+        "maintenance.list_windows",
     },
     "metrics": {"metrics.metrics"},
 }

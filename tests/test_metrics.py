@@ -38,6 +38,7 @@ def test_fleet_gauges(clock, client, make_daemon, beat):
     assert samples[("daemon_health_daemons", (("state", "active"),))] == 1
     assert samples[("daemon_health_daemons", (("state", "stale"),))] == 1
     assert samples[("daemon_health_alert_deliveries", (("state", "pending"),))] == 0
+    assert samples[("daemon_health_alert_deliveries", (("state", "suppressed"),))] == 0
 
 
 def test_scraping_does_not_take_the_stale_report(clock, client, make_daemon, read_health):

@@ -76,7 +76,8 @@ def test_every_keyed_operation_documents_its_403(app):
     paths = document()["paths"]
     checked = []
     for rule in app.url_map.iter_rules():
-        path = re.sub(r"<daemon_id:daemon_id>", "{daemonId}", rule.rule).replace("<any_text:name>", "{name}")
+        path = (re.sub(r"<daemon_id:daemon_id>", "{daemonId}", rule.rule)
+                .replace("<any_text:name>", "{name}").replace("<int:window_id>", "{windowId}"))
         if rule.endpoint not in ACCESS or path not in paths:
             continue  # /metrics answers Prometheus text and is not in the document
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):

@@ -20,14 +20,22 @@ STATE_FIELDS = [
 ]
 
 
-def test_register_returns_201_with_id_and_registered_at(client):
+def test_register_returns_201_with_id_and_registered_at_and_the_ttl(client):
     response = client.post("/api/daemon/register", json=registration(), headers=HEADERS)
     assert response.status_code == 201
-    assert response.get_json() == {
-        "success": True,
-        "daemonId": "daemon_macmini_1",
-        "registeredAt": "2026-01-25T12:00:00Z",
-    }
+    # The specification's fields in its order, then ttlSeconds (DAEMON_TTL_SECONDS) beside them.
+    assert list(response.get_json().items()) == [
+        ("success", True),
+        ("daemonId", "daemon_macmini_1"),
+        ("registeredAt", "2026-01-25T12:00:00Z"),
+        ("ttlSeconds", 60),
+    ]
+
+
+def test_register_answers_the_configured_ttl(make_app):
+    client = make_app(daemon_ttl_seconds=90).test_client()
+    response = client.post("/api/daemon/register", json=registration(), headers=HEADERS)
+    assert response.get_json()["ttlSeconds"] == 90
 
 
 def test_register_echoes_registered_at_in_utc(client):
@@ -88,7 +96,7 @@ def test_heartbeat_returns_success(make_daemon, beat):
 def test_heartbeat_for_unknown_daemon_is_404(beat):
     response = beat("never_registered")
     assert response.status_code == 404
-    assert response.get_json() == {"error": "Daemon not registered"}
+    assert response.get_json() == {"error": "Daemon not registered", "reason": "unknown"}
 
 
 def test_heartbeat_updates_the_reported_state(clock, make_daemon, beat, read_health):

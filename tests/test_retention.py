@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
-from app.models import daemon_events
+from app.http.context import database
+from app.models import daemon_events, maintenance_window_daemons, maintenance_windows
 from tests.support.api import HEADERS, heartbeat_body, registration
 
 
@@ -76,3 +79,22 @@ def test_prune_uses_the_configured_retention(make_app, app, clock, make_daemon):
     result = short.test_cli_runner().invoke(args=["daemons", "prune-history"])
     assert "older than 1 days" in result.output
     assert "Removed 2" in result.output
+
+
+def test_prune_removes_maintenance_windows_that_ended_before_the_cut(app, clock, client):
+    def open_window(hours: float, **selector) -> int:
+        start = clock.now().isoformat()
+        end = (clock.now() + timedelta(hours=hours)).isoformat()
+        body = {"from": start, "to": end, "reason": "deploy", **selector}
+        response = client.post("/api/maintenance", json=body, headers=HEADERS)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()["id"]
+
+    open_window(1, daemonIds=["a", "b"])  # over after an hour
+    kept = open_window(30)  # still running at the cut
+    clock.advance(2 * DAY)
+    assert "Removed 1 maintenance windows" in _prune(app, days=1)
+    with app.test_client() as reader, database(app).engine.connect() as conn:
+        assert reader.get("/api/maintenance", headers=HEADERS).get_json()["windows"] == []
+        assert conn.execute(select(maintenance_windows.c.id)).scalars().all() == [kept]
+        assert conn.execute(select(maintenance_window_daemons)).all() == []

@@ -41,13 +41,23 @@ def history(postgres_database):
     )
     client = app.test_client()
     with database(app).engine.begin() as conn:
-        conn.execute(text("DELETE FROM daemon_events; DELETE FROM daemons"))
+        conn.execute(text(
+            "DELETE FROM daemon_events; DELETE FROM daemons;"
+            " DELETE FROM maintenance_window_daemons; DELETE FROM maintenance_windows"
+        ))
 
     def post(path, body):
         assert client.post(f"/api/daemon/{path}", json=body, headers=HEADERS).status_code < 300
 
-    for daemon_id in ["steady", "flappy", "retired", "silent"]:
+    for daemon_id in ["steady", "flappy", "retired"]:
         post("register", registration(daemonId=daemon_id))
+    post("register", registration(daemonId="silent", capabilities=["batch"]))
+    # Silent's outage (from a minute in) is planned from 10 to 50 minutes, by two
+    # overlapping windows of two selector kinds.
+    for start, end, selector in [(10, 40, {"daemonIds": ["silent"]}), (30, 50, {"capability": "batch"})]:
+        window = {"from": (T0 + timedelta(minutes=start)).isoformat(),
+                  "to": (T0 + timedelta(minutes=end)).isoformat(), "reason": "reboot", **selector}
+        assert client.post("/api/maintenance", json=window, headers=HEADERS).status_code == 201
     for tick in range(1, 241):  # 30 s ticks for two hours
         clock.advance(30)
         post("heartbeat", heartbeat_body(daemonId="steady", status="degraded" if 40 < tick < 60 else "healthy"))
@@ -87,6 +97,9 @@ def test_sql_uptime_agrees_with_the_api(history):
     assert by_id["steady"]["statusSeconds"]["degraded"] == 19 * 30
     assert by_id["retired"]["plannedDownSeconds"] == 2 * 3600 - 3000
     assert by_id["flappy"]["incidents"] == 6
+    assert by_id["silent"]["plannedDownSeconds"] == 40 * 60
+    assert by_id["silent"]["downSeconds"] == 2 * 3600 - 60 - 40 * 60
+    assert by_id["silent"]["incidents"] == 1  # one outage, though a window cuts it in two
 
 
 def test_readme_queries_answer_the_usual_questions(history):
@@ -100,4 +113,12 @@ def test_readme_queries_answer_the_usual_questions(history):
     assert uptime["silent"].uptime_pct < 1  # silent since a minute after T0
     assert {r.daemon_id for r in outages} == {"steady", "flappy", "silent"}
     assert "retired" not in {r.daemon_id for r in outages}  # planned, not an outage
+    with engine.connect() as conn:
+        silent = conn.execute(text(
+            "SELECT reason, planned, round(seconds) AS seconds, outage_started_at FROM daemon_outages"
+            " WHERE daemon_id = 'silent' ORDER BY started_at"
+        )).all()
+    assert [tuple(r)[:3] for r in silent[:2]] == [("stale", False, 9 * 60), ("maintenance", True, 40 * 60)]
+    assert {r.outage_started_at for r in silent} == {T0 + timedelta(seconds=60)}  # one outage
+    assert [(r.reason, r.planned) for r in silent[2:]] == [("stale", False)]  # ongoing since
     assert [(r.daemon_id, r.outages) for r in flapping] == [("flappy", 6)]

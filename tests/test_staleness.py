@@ -66,7 +66,7 @@ def test_heartbeat_after_ttl_is_404(clock, make_daemon, beat):
     clock.advance(61)
     response = beat()
     assert response.status_code == 404
-    assert response.get_json() == {"error": "Daemon not registered"}
+    assert response.get_json() == {"error": "Daemon not registered", "reason": "expired"}
 
 
 def test_heartbeat_after_ttl_does_not_revive_or_swallow_stale_report(

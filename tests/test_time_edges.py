@@ -25,7 +25,11 @@ from tests.support.unavailable import skip_or_fail_when_unavailable
 
 RANGE_RULE = "must be from 0001-01-02T00:00:00Z up to, not including, 9999-12-31T00:00:00Z"
 DAEMON = "daemon_macmini_1"
-VALID_BODIES = {"/api/daemon/register": registration(), "/api/daemon/heartbeat": heartbeat_body()}
+VALID_BODIES = {
+    "/api/daemon/register": registration(),
+    "/api/daemon/heartbeat": heartbeat_body(),
+    "/api/maintenance": {"from": "2026-01-25T12:00:00Z", "to": "2026-01-25T13:00:00Z", "reason": "deploy"},
+}
 # Within a day of either end of the calendar in UTC, whatever the offset says.
 EDGES = [
     *(f"0001-01-01T00:00:00{offset}" for offset in ("Z", "+00:00", "-00:00", "+01:00", "-01:00", "+23:59", "-23:59")),
@@ -56,6 +60,9 @@ def _body_timestamp_fields() -> list[tuple[str, str]]:
 
 
 TIMESTAMP_FIELDS = _body_timestamp_fields()
+# A maintenance window's times obey the window's rules too (never the past, at most 31 days),
+# so only the daemons' timestamps are stored exactly as sent.
+STORED_AS_SENT = [(path, field) for path, field in TIMESTAMP_FIELDS if path != "/api/maintenance"]
 PERIOD_PATHS = ["/api/daemon/uptime", f"/api/daemon/{DAEMON}/uptime"]
 
 
@@ -64,10 +71,12 @@ def _stored(client, field: str) -> str | None:
     return state["registeredAt" if field == "registeredAt" else "reportedLastHeartbeat"]
 
 
-def test_the_document_describes_both_body_timestamps():
+def test_the_document_describes_every_body_timestamp():
     assert set(TIMESTAMP_FIELDS) == {
         ("/api/daemon/register", "registeredAt"),
         ("/api/daemon/heartbeat", "lastHeartbeat"),
+        ("/api/maintenance", "from"),
+        ("/api/maintenance", "to"),
     }
 
 
@@ -83,7 +92,7 @@ def test_a_body_timestamp_at_either_end_of_the_calendar_is_400_naming_it(
 
 
 @pytest.mark.parametrize("value", JUST_INSIDE)
-@pytest.mark.parametrize(("path", "field"), TIMESTAMP_FIELDS)
+@pytest.mark.parametrize(("path", "field"), STORED_AS_SENT)
 def test_a_body_timestamp_just_inside_the_range_is_stored_and_read_back(
     client, make_daemon, path, field, value
 ):
@@ -106,8 +115,25 @@ ANY_INSTANT = st.one_of(
 )
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "answer"),
+    [
+        ("from", JUST_INSIDE[0], 201),  # long past: the window starts now
+        ("to", JUST_INSIDE[1], 400),  # far too long a window
+    ],
+)
+def test_a_window_time_just_inside_the_range_meets_the_window_rules(client, field, value, answer):
+    body = {**VALID_BODIES["/api/maintenance"], field: value}
+    response = client.post("/api/maintenance", json=body, headers=HEADERS)
+    assert response.status_code == answer, response.get_data(as_text=True)
+    if answer == 400:
+        assert set(response.get_json()["details"]) == {field}
+    else:
+        assert response.get_json()["from"] == "2026-01-25T12:00:00Z"
+
+
 @PROPERTY
-@given(place=st.sampled_from(TIMESTAMP_FIELDS), local=ANY_INSTANT, offset=ANY_OFFSET)
+@given(place=st.sampled_from(STORED_AS_SENT), local=ANY_INSTANT, offset=ANY_OFFSET)
 def test_any_body_timestamp_is_stored_exactly_or_refused_naming_it(client, place, local, offset):
     path, field = place
     value = local.replace(tzinfo=offset).isoformat()

@@ -23,6 +23,8 @@ VALID_BODIES = {
     "/api/daemon/register": registration(region="eu-west"),
     "/api/daemon/heartbeat": heartbeat_body(),
     "/api/leases/{name}": {"daemonId": DAEMON},
+    # The whole fleet: a spoiled field adds the one selector it is.
+    "/api/maintenance": {"from": "2026-01-25T12:00:00Z", "to": "2026-01-25T13:00:00Z", "reason": "deploy"},
 }
 VALID_QUERY_VALUES = {
     "window": "24h",
@@ -96,6 +98,7 @@ def test_the_document_describes_the_fields_this_file_covers():
         "version", "capabilities[0]", "currentTask", "daemonId", "status", "registeredAt", "lastHeartbeat"
     }
     assert ("/api/daemon/heartbeat", "currentTask") in FREE_TEXT_FIELDS
+    assert {("/api/maintenance", "reason"), ("/api/maintenance", "capability")} <= set(FREE_TEXT_FIELDS)
     assert {name for _, _, name in _query_parameters()} <= VALID_QUERY_VALUES.keys()
 
 
@@ -106,7 +109,9 @@ def _with(body: dict[str, Any], field: str, value: str) -> dict[str, Any]:
 
 
 def _valid_value(body: dict[str, Any], field: str) -> str:
-    return body[field[:-3]][0] if field.endswith("[0]") else body[field] or "x"
+    if field.endswith("[0]"):
+        return (body.get(field[:-3]) or [DAEMON])[0]
+    return body.get(field) or "x"
 
 
 def _post(client, path: str, body: dict[str, Any]):
@@ -129,11 +134,12 @@ def test_unstorable_text_in_any_body_field_is_400_naming_it(
     assert field in error["details"], error
     if free_text:
         assert STORABLE_TEXT_RULE in error["details"][field]
-    # Nothing was half-written: the daemon is as it was registered.
+    # Nothing was half-written: the daemon is as it was registered, and no window opened.
     state = client.get(f"/api/daemon/{DAEMON}", headers=HEADERS).get_json()
     assert (state["version"], state["capabilities"], state["currentTask"]) == (
         before["version"], before["capabilities"], None
     )
+    assert client.get("/api/maintenance", headers=HEADERS).get_json()["windows"] == []
 
 
 @pytest.mark.parametrize("path", VALID_BODIES)
@@ -177,9 +183,12 @@ def test_any_text_in_a_free_text_field_is_stored_exactly_or_refused_naming_it(cl
         assert field in response.get_json()["details"], response.get_json()
         return
     assert response.status_code in (200, 201), response.get_data(as_text=True)
-    state = client.get(f"/api/daemon/{DAEMON}", headers=HEADERS).get_json()
-    stored = {"version": state["version"], "capabilities[0]": state["capabilities"][0]}
-    stored["currentTask"] = state["currentTask"]
+    if path == "/api/maintenance":
+        stored = response.get_json()  # reason, capability: echoed as stored
+    else:
+        state = client.get(f"/api/daemon/{DAEMON}", headers=HEADERS).get_json()
+        stored = {"version": state["version"], "capabilities[0]": state["capabilities"][0]}
+        stored["currentTask"] = state["currentTask"]
     assert stored[field] == text
 
 

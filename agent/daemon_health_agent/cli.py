@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--version", default="unknown", help="version to register (default: unknown)")
     run.add_argument("--capability", action="append", default=[], help="a capability; repeatable")
     run.add_argument("--poll-interval", type=int, default=5000, help="pollInterval in ms (5000)")
-    run.add_argument("--ttl", type=float, default=60, help="the service's DAEMON_TTL_SECONDS (60)")
+    run.add_argument("--ttl", type=float, default=60, help="TTL until the service says its own (60)")
     run.add_argument("--interval", type=float, help="seconds between heartbeats (default: TTL/3)")
     run.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="request timeout, s")
     run.add_argument("--api-key-file", type=Path, help=f"API key file (else ${API_KEY_ENV})")

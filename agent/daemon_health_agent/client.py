@@ -33,7 +33,16 @@ class AgentError(Exception):
 
 
 class NotRegistered(AgentError):
-    """404: the service does not know the daemon (never registered, expired or deregistered)."""
+    """404: the service does not know the daemon.
+
+    ``reason`` is what the service says beside the 404 of a heartbeat:
+    ``deregistered`` (an operator stopped it on purpose), ``expired`` or
+    ``unknown``; None from a service too old to say, or from another endpoint.
+    """
+
+    def __init__(self, message: str, status: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message, status)
+        self.reason = reason
 
 
 class ServiceUnavailable(AgentError):
@@ -193,11 +202,13 @@ def _json(raw: bytes) -> dict[str, Any]:
 
 
 def _http_error(where: str, status: int, headers: Any, raw: bytes) -> AgentError:
-    message = f"{where}: HTTP {status}: {_json(raw).get('error', '')}".rstrip(": ")
+    body = _json(raw)
+    message = f"{where}: HTTP {status}: {body.get('error', '')}".rstrip(": ")
     if status == 404:
-        return NotRegistered(message, status)
+        reason = body.get("reason")
+        return NotRegistered(message, status, reason if isinstance(reason, str) else None)
     if status == 409:
-        return LeaseHeld(message, status, _json(raw).get("holder"))
+        return LeaseHeld(message, status, body.get("holder"))
     if status in (408, 429) or status >= 500:
         retry_after = parse_retry_after(headers.get("Retry-After") if headers else None)
         return ServiceUnavailable(message, status, retry_after)

@@ -52,9 +52,14 @@ class Session:
 class Heartbeater:
     """Register ``daemon_id`` at start, heartbeat until stopped, deregister at a clean stop.
 
-    ``interval`` defaults to a third of ``ttl_seconds`` (the service's
-    DAEMON_TTL_SECONDS), so two beats in a row may be lost before the service
-    calls the daemon stale.
+    ``interval`` defaults to a third of the TTL, so two beats in a row may be
+    lost before the service calls the daemon stale. The TTL is ``ttl_seconds``
+    until the service's registration answer says its own (``ttlSeconds``).
+
+    When an operator deregisters the daemon, the agent does not register it
+    again: it logs why and keeps asking with heartbeats (which the service
+    refuses) until this process restarts or an operator registers the daemon
+    (``POST /api/daemon/register``); the next heartbeat then carries on.
     """
 
     def __init__(
@@ -78,17 +83,9 @@ class Heartbeater:
         self.version = version
         self.capabilities = list(capabilities)
         self.poll_interval_ms = poll_interval_ms
-        self.ttl_seconds = ttl_seconds
-        self.interval = ttl_seconds / 3 if interval is None else interval
-        if self.interval >= ttl_seconds:
-            log.warning(
-                "heartbeat interval %.1fs is not shorter than the TTL %.1fs: %s will go stale "
-                "between beats", self.interval, ttl_seconds, daemon_id,
-            )
-        # Retries never wait longer than one heartbeat interval: once the service
-        # is back it hears from us within an interval, well inside the TTL (and
-        # inside the grace the service grants after an outage of its own).
-        self.max_backoff = min(max_backoff, self.interval)
+        self._interval_given = interval is not None
+        self._max_backoff_given = max_backoff
+        self._pace(ttl_seconds, interval)
         self._client = Client(base_url, api_key, timeout=timeout)
         self._status_callback = status_callback
         self._tasks_processed = 0  # last good value, kept when the callback fails
@@ -100,7 +97,21 @@ class Heartbeater:
         # accepted last, and until when (time.monotonic) it surely counts us live.
         self._session: Session | None = None
         self._sessions_started = 0
+        self._deregistered_by_operator = False
         self._thread: threading.Thread | None = None
+
+    def _pace(self, ttl_seconds: float, interval: float | None) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.interval = ttl_seconds / 3 if interval is None else interval
+        if self.interval >= ttl_seconds:
+            log.warning(
+                "heartbeat interval %.1fs is not shorter than the TTL %.1fs: %s will go stale "
+                "between beats", self.interval, ttl_seconds, self.daemon_id,
+            )
+        # Retries never wait longer than one heartbeat interval: once the service
+        # is back it hears from us within an interval, well inside the TTL (and
+        # inside the grace the service grants after an outage of its own).
+        self.max_backoff = min(self._max_backoff_given, self.interval)
 
     # -- host-facing API ---------------------------------------------------
 
@@ -165,6 +176,11 @@ class Heartbeater:
         """The session the service last accepted, None while it may not know us."""
         return self._session
 
+    @property
+    def deregistered_by_operator(self) -> bool:
+        """True while the service says an operator deregistered this daemon (no re-registering)."""
+        return self._deregistered_by_operator
+
     def __enter__(self) -> Heartbeater:
         return self.start()
 
@@ -189,15 +205,31 @@ class Heartbeater:
                     delay = 0.0
                 else:
                     self._beat()
+                    if self._deregistered_by_operator:
+                        self._deregistered_by_operator = False
+                        self._registered.set()
+                        log.warning("an operator registered %s again; heartbeating", self.daemon_id)
                     fresh = False
-                    delay = self.interval * random.uniform(1 - INTERVAL_JITTER, 1 + INTERVAL_JITTER)
+                    delay = self._next_beat()
                 if failures:
                     log.info("service reachable again after %d failed attempts", failures)
                 failures = 0
             except NotRegistered as exc:
                 self._registered.clear()
                 self._session = None
-                if registered and not fresh:
+                if exc.reason == "deregistered":
+                    # A planned stop: registering again would undo it. Keep asking
+                    # (a refused heartbeat changes nothing) until an operator lifts it.
+                    if not self._deregistered_by_operator:
+                        self._deregistered_by_operator = True
+                        log.warning(
+                            "an operator deregistered %s; not registering it again until this "
+                            "process restarts or an operator registers it "
+                            "(POST /api/daemon/register)", self.daemon_id,
+                        )
+                    registered, fresh, failures = True, False, 0
+                    delay = self._next_beat()
+                elif registered and not fresh:
                     # Expired (we were silent too long) or removed: register again, now.
                     log.warning("service does not know %s now; registering again", self.daemon_id)
                     registered, delay = False, 0.0
@@ -227,11 +259,25 @@ class Heartbeater:
                 log.exception("unexpected error in the heartbeat thread; retrying in %.1fs", delay)
             self._stop.wait(delay)
 
+    def _next_beat(self) -> float:
+        return self.interval * random.uniform(1 - INTERVAL_JITTER, 1 + INTERVAL_JITTER)
+
     def _register(self) -> None:
         sent = time.monotonic()
-        self._client.register(
+        answer = self._client.register(
             self.daemon_id, self.version, self.capabilities, self.poll_interval_ms
         )
+        ttl = answer.get("ttlSeconds")
+        # A service that says its TTL sets the pace (an explicit interval stays as given).
+        if type(ttl) in (int, float) and math.isfinite(ttl) and ttl > 0 and ttl != self.ttl_seconds:
+            self._pace(float(ttl), self.interval if self._interval_given else None)
+            log.info(
+                "the service's TTL is %gs: heartbeating %s every ~%.1fs",
+                ttl, self.daemon_id, self.interval,
+            )
+        # Registering ourselves ends a hold too: the service forgot the stop (its
+        # history was pruned) and said "unknown", not "deregistered".
+        self._deregistered_by_operator = False
         self._sessions_started += 1
         self._accepted(sent)
         self._registered.set()

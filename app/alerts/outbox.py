@@ -6,7 +6,9 @@
    alert type), in the transaction that marks the events handled. A unique
    (source table, event, url) keeps it at one row however many watchers race.
    A channel's row names it by its ``target`` (fingerprint and redacted URL),
-   never by its secret URL.
+   never by its secret URL. An event about a daemon inside a maintenance window
+   gets its rows too, marked 'suppressed' (and the window), so operators can
+   see what was kept quiet; they are never sent.
 2. ``claim`` leases due deliveries (pushing their next attempt past the lease)
    so no other watcher sends them meanwhile; a watcher killed mid-delivery
    simply lets the lease run out and the delivery is sent again (at least once;
@@ -29,7 +31,8 @@ from app.alerts import messages, rules
 from app.alerts.alert_events import webhook_body
 from app.alerts.channels import Channel
 from app.alerts.webhooks import Outcome
-from app.models import alert_deliveries, alert_events, daemon_events
+from app.maintenance import coverage
+from app.models import alert_deliveries, alert_events, daemon_events, daemons
 from app.store.backend import backend
 
 LEASE = timedelta(seconds=60)
@@ -132,6 +135,7 @@ def _enqueue_from(conn: Connection, source: _Source, policy: Policy, now: dateti
         for event in events:
             # An alert that is not to be sent at all stops here, before it fans out to receivers.
             kind, previous = _alert_worth_sending(conn, source, event, policy, now)
+            window = _maintenance_window(conn, source, event) if kind else None
             for url, payload in policy.receivers(source, event, kind, previous) if kind else ():
                 created += backend(conn).insert_ignoring_conflicts(
                     conn,
@@ -142,7 +146,8 @@ def _enqueue_from(conn: Connection, source: _Source, policy: Policy, now: dateti
                         "alert_type": kind,
                         "url": url,
                         "payload": payload,
-                        "state": "pending",
+                        "state": "pending" if window is None else "suppressed",
+                        "maintenance_window_id": window,
                         "attempts": 0,
                         "next_attempt_at": now,
                         "created_at": now,
@@ -163,6 +168,23 @@ def _alert_worth_sending(
         return None, None
     kind, previous = source.judge(conn, event)
     return (kind if kind in policy.alert_types else None), previous
+
+
+def _maintenance_window(conn: Connection, source: _Source, event: Row[Any]) -> int | None:
+    """The maintenance window covering the event's daemon when it happened, if any.
+
+    A history event carries the daemon's state; an alert event names its daemon in
+    its figures (a region's alert names none, and no window covers it).
+    """
+    if source.table is daemon_events:
+        daemon_id, capabilities = event.daemon_id, (event.state or {}).get("capabilities") or []
+    else:
+        daemon_id = event.payload.get("daemonId")
+        if daemon_id is None:
+            return None
+        capabilities = conn.scalar(select(daemons.c.capabilities).where(daemons.c.daemon_id == daemon_id)) or []
+    window = coverage.covering(coverage.active_windows(conn, at=event.occurred_at), daemon_id, capabilities)
+    return None if window is None else window.id
 
 
 def due_urls(conn: Connection, *, now: datetime) -> list[str]:

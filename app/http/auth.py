@@ -3,7 +3,8 @@
 - admin keys (ADMIN_API_KEY): every keyed endpoint, on every daemon.
 - daemon keys (DAEMON_API_KEYS): register, heartbeat, read and deregister, and
   acquire and release leases, only for the daemons registered with that same key.
-- read keys (READ_API_KEYS): the read-only views, uptime, the lease list and /metrics; never
+- read keys (READ_API_KEYS): the read-only views, uptime, the lease list, the maintenance
+  windows and /metrics; never
   /api/daemon/health (it reaps), never a write.
 - metrics keys (METRICS_API_KEY): /metrics only.
 
@@ -64,6 +65,9 @@ ACCESS: Mapping[str, Rule] = {
     "leases.list_leases": _rule(ADMIN, READ),
     "leases.acquire": _rule(ADMIN, DAEMON),
     "leases.release": _rule(ADMIN, DAEMON),
+    "maintenance.open_window": _rule(ADMIN),
+    "maintenance.list_windows": _rule(ADMIN, READ),
+    "maintenance.end_window": _rule(ADMIN),
 }
 
 # What a refused key may do, for its 403.
@@ -74,7 +78,7 @@ ALLOWED = {
     "leases for them (POST and DELETE /api/leases/{name})",
     READ: "a read key may only read GET /api/daemons, /api/daemons/history, /api/events, /api/regions, /api/daemon/{daemonId}, "
     "/api/daemon/uptime, /api/daemon/{daemonId}/uptime, /api/daemon/metrics, "
-    "/api/daemon/{daemonId}/metrics, /api/leases and /metrics; "
+    "/api/daemon/{daemonId}/metrics, /api/leases, /api/maintenance and /metrics; "
     "not /api/daemon/health, which removes stale daemons",
     METRICS: "a metrics key may only read GET /metrics",
 }

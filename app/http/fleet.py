@@ -1,13 +1,15 @@
-"""HTTP for the read-only fleet views: /api/daemons, /api/daemons/history, /api/events."""
+"""HTTP for the read-only fleet views (registry.reads): /api/daemons, /api/daemons/history, /api/events."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
 from app.http.context import connection, now
+from app.maintenance import coverage
 from app.registry import reads
 from app.registry.fleet_query import MAX_LIMIT, parse_fleet_query
 from app.registry.schemas import InvalidInput
+from app.registry.wire import isoformat_z
 from app.uptime import strips
 from app.uptime.period import parse_period
 
@@ -30,7 +32,16 @@ def list_daemons() -> Response:
     # Without a limit, every matching daemon (what scripts written before paging expect).
     limit = _int_param("limit", None, minimum=1, maximum=MAX_LIMIT)
     query = parse_fleet_query(request.args, limit=limit)
-    return jsonify(reads.fleet(connection(), query, now=now()))
+    conn = connection()
+    fleet = reads.fleet(conn, query, now=now())
+    windows = coverage.active_windows(conn, at=now())
+    for daemon in fleet["daemons"]:
+        # The running maintenance window that covers it, so screens can show it as planned.
+        window = coverage.covering(windows, daemon["daemonId"], daemon["capabilities"])
+        daemon["maintenance"] = None if window is None else {
+            "id": window.id, "reason": window.reason, "to": isoformat_z(window.ends_at)
+        }
+    return jsonify(fleet)
 
 
 @bp.get("/daemons/history")

@@ -11,7 +11,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 from app.http.auth import current_caller
 from app.http.context import connection, now, settings
 from app.http.errors import error_response
-from app.registry import expiry, outage_grace, service
+from app.registry import absence, expiry, outage_grace, service
 from app.registry.schemas import (
     Body,
     HeartbeatIn,
@@ -49,7 +49,7 @@ def _ttl() -> timedelta:
     return expiry.ttl(settings().daemon_ttl_seconds)
 
 
-def _json_body(model: type[Body]) -> Body:
+def json_body(model: type[Body]) -> Body:
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("Content-Type must be application/json")
     return parse_body(model, request.get_data(cache=False))
@@ -57,20 +57,28 @@ def _json_body(model: type[Body]) -> Body:
 
 @bp.post("/register")
 def register() -> tuple[Response, int]:
-    reg = _json_body(RegistrationIn)
+    reg = json_body(RegistrationIn)
     service.register(
         connection(), reg, now=now(), ttl=_ttl(), owner=current_caller().owner,
         default_region=settings().service_region,
     )
-    body = {"success": True, "daemonId": reg.daemon_id, "registeredAt": isoformat_z(reg.registered_at)}
+    body = {
+        "success": True,
+        "daemonId": reg.daemon_id,
+        "registeredAt": isoformat_z(reg.registered_at),
+        # Beside the specification's fields: agents pace their heartbeats from it.
+        "ttlSeconds": settings().daemon_ttl_seconds,
+    }
     return jsonify(body), 201
 
 
 @bp.post("/heartbeat")
 def heartbeat() -> Response:
-    beat = _json_body(HeartbeatIn)
+    beat = json_body(HeartbeatIn)
     if not service.heartbeat(connection(), beat, now=now(), ttl=_ttl(), owner=current_caller().owner):
-        return error_response(404, "Daemon not registered")
+        # The specification's 404, and beside it why, so an agent can tell a planned stop.
+        why = absence.reason(connection(), beat.daemon_id)
+        return error_response(404, "Daemon not registered", reason=why)
     return Response(HEARTBEAT_ACCEPTED, mimetype="application/json")
 
 

@@ -239,7 +239,10 @@ def _describe(error: Any) -> str:
     if kind == "missing":
         return "is required"
     if kind == "string_pattern_mismatch":
-        return {"daemonId": DAEMON_ID_RULE, "region": REGION_RULE}.get(str(loc[-1]), TIMESTAMP_RULE)
+        # By the pattern, not the name: a list of ids (daemonIds[0]) breaks the id's rule too.
+        if ctx.get("pattern") == DAEMON_ID_PATTERN:
+            return DAEMON_ID_RULE
+        return REGION_RULE if ctx.get("pattern") == REGION_PATTERN else TIMESTAMP_RULE
     if kind in ("timestamp", "reserved", "unstorable_text", "failed_over_processed"):
         return error["msg"]
     if kind == "string_unicode":  # pydantic's own refusal of an unpaired surrogate

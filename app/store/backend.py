@@ -69,6 +69,9 @@ class Backend:
         # SQLAlchemy keeps an INSERT's rowcount only when asked (psycopg's is gone by then: -1).
         return conn.execute(insert, execution_options={"preserve_rowcount": True}).rowcount
 
+    def without_jit(self, conn: Connection) -> None:
+        """For the rest of ``conn``'s transaction, plan queries without compiling them to code."""
+
     def upsert(self, conn: Connection, table: Table, values: dict[str, Any], *, key: str) -> Row[Any]:
         """Insert ``values`` or, if a row with the same ``key`` exists, overwrite it; return the row."""
         stmt = self._dialect_module.insert(table).values(values)
@@ -107,6 +110,13 @@ class PostgresBackend(Backend):
             # A lost connection took its settings with it; restoring them would reconnect.
             if not conn.invalidated:
                 conn.execution_options(isolation_level=conn.default_isolation_level)
+
+    def without_jit(self, conn: Connection) -> None:
+        # The uptime timeline's plan looks costly to the planner once maintenance
+        # windows cut outages (a nested loop over the windows), enough for JIT,
+        # whose compiling then takes longer than the query runs (measured in
+        # README, Maintenance). SET LOCAL: it ends with the transaction.
+        conn.exec_driver_sql("SET LOCAL jit = off")
 
     def run_lone_update(self, conn: Connection, update: LoneUpdate, params: Mapping[str, Any]) -> int:
         # SQLAlchemy's per-call work costs more CPU than the round trip, so the

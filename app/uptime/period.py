@@ -52,6 +52,12 @@ def wire_fields(start: datetime, end: datetime) -> dict[str, str]:
     return {"from": isoformat_z(start), "to": isoformat_z(end)}
 
 
+def duration(text: str) -> timedelta | None:
+    """A length written as a number and a unit m, h or d (``30m``, ``24h``); None if not one."""
+    match = _WINDOW.fullmatch(text)
+    return None if match is None else timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
+
+
 def _invalid(param: str, message: str) -> InvalidInput:
     return InvalidInput(f"Invalid query parameter {param}: {message}", {param: message})
 
@@ -79,11 +85,8 @@ def parse_period(args: Mapping[str, str], *, now: datetime) -> Period:
     end = _timestamp(args, "to") or now
     start = _timestamp(args, "from")
     if start is None:
-        match = _WINDOW.fullmatch(args.get("window", DEFAULT_WINDOW))
-        if not match:
-            raise _invalid("window", WINDOW_RULE)
-        length = timedelta(seconds=int(match[1]) * _UNIT_SECONDS[match[2]])
-        if length > MAX_PERIOD:
+        length = duration(args.get("window", DEFAULT_WINDOW))
+        if length is None or length > MAX_PERIOD:
             raise _invalid("window", WINDOW_RULE)
         if length > end - EARLIEST_TIMESTAMP:
             raise _invalid("window", WINDOW_TOO_EARLY)

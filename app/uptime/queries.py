@@ -1,8 +1,9 @@
 """Time-weighted uptime, computed in SQL over the ``daemon_timeline`` view.
 
-The view (migration 0002) turns events into spans: 'up' from a registration
-until the next event or the daemon's expiry, 'down' after a stale or a
-deregistration. Here the spans are clipped to the period and summed, so the
+The view (migrations 0002, 0004, 0013) turns events into spans: 'up' from a
+registration until the next event or the daemon's expiry, 'down' after a stale
+or a deregistration, with the stretches of an outage that a maintenance window
+covers cut out as reason 'maintenance'. Here the spans are clipped to the period and summed, so the
 cost grows with the number of events, not of heartbeats.
 """
 
@@ -16,6 +17,7 @@ from sqlalchemy import Column, Connection, MetaData, String, Table, func, litera
 
 from app.models import STATUSES
 from app.registry.wire import isoformat_z
+from app.store.backend import backend
 from app.store.sql import greatest, least, seconds_between
 from app.store.timestamps import UTCDateTime
 from app.uptime.period import Period
@@ -29,8 +31,12 @@ daemon_timeline = Table(
     Column("ended_at", UTCDateTime),  # NULL: still open
     Column("state", String),  # 'up' | 'down'
     Column("status", String),  # while up: healthy | degraded | unhealthy
-    Column("reason", String),  # while down: stale | deregistered
+    Column("reason", String),  # while down: stale | deregistered | maintenance
+    # Where the outage a down span is part of began: windows may cut one outage in pieces.
+    Column("outage_started_at", UTCDateTime),
 )
+# Downtime that was meant to happen: left out of the ratio, never an incident.
+PLANNED_REASONS = ("deregistered", "maintenance")
 
 
 def _clipped_spans(period: Period):
@@ -61,7 +67,8 @@ def summaries_query(period: Period, daemon_ids: Collection[str] | None = None):
             t.c.status,
             t.c.reason,
             func.sum(seconds_between(start, end)).label("seconds"),
-            func.count().label("spans"),
+            # Outages, not pieces: one cut by a maintenance window is one incident.
+            func.count(t.c.outage_started_at.distinct()).label("outages"),
         )
         .where(overlaps)
         .group_by(t.c.daemon_id, t.c.state, t.c.status, t.c.reason)
@@ -78,17 +85,18 @@ def summaries(
 ) -> list[dict[str, Any]]:
     """Uptime of every daemon seen in the period (or of those of ``daemon_ids``), sorted by id."""
     totals: dict[str, dict[str, Any]] = defaultdict(_empty_summary)
+    backend(conn).without_jit(conn)
     for row in conn.execute(summaries_query(period, daemon_ids)):
         summary = totals[row.daemon_id]
         seconds = max(float(row.seconds or 0.0), 0.0)
         if row.state == "up":
             summary["upSeconds"] += seconds
             summary["statusSeconds"][row.status] += seconds
-        elif row.reason == "deregistered":
+        elif row.reason in PLANNED_REASONS:
             summary["plannedDownSeconds"] += seconds
         else:
             summary["downSeconds"] += seconds
-            summary["incidents"] += row.spans
+            summary["incidents"] += row.outages
     return [_finish(daemon, totals[daemon]) for daemon in sorted(totals)]
 
 
@@ -110,6 +118,7 @@ def down_intervals(conn: Connection, period: Period, daemon_id: str) -> list[dic
     """Each time the daemon was down in the period, clipped to it, oldest first."""
     t = daemon_timeline
     start, end, overlaps = _clipped_spans(period)
+    backend(conn).without_jit(conn)
     rows = conn.execute(
         select(start.label("start"), end.label("end"), t.c.ended_at, t.c.reason)
         .where(overlaps, t.c.daemon_id == daemon_id, t.c.state == "down")
@@ -120,7 +129,7 @@ def down_intervals(conn: Connection, period: Period, daemon_id: str) -> list[dic
             "from": isoformat_z(row.start),
             "to": isoformat_z(row.end),
             "reason": row.reason,
-            "planned": row.reason == "deregistered",
+            "planned": row.reason in PLANNED_REASONS,
             "ongoing": row.ended_at is None or row.ended_at > period.now,
         }
         for row in rows

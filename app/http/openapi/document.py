@@ -9,7 +9,9 @@ from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from app.http.maintenance import MAX_WINDOW_ID
 from app.http.openapi import responses as r
+from app.maintenance.schemas import MaintenanceIn
 from app.registry.schemas import (
     DAEMON_ID_PATTERN,
     REGION_PATTERN,
@@ -47,13 +49,16 @@ MODELS: list[type[BaseModel]] = [
     r.LeaseState,
     r.LeasesResponse,
     r.LeaseHeld,
+    MaintenanceIn,
+    r.MaintenanceWindow,
+    r.MaintenanceWindows,
 ]
 ERRORS = {
     400: "The body or a parameter is unusable; `details` names each problem.",
     401: "Missing or wrong X-API-Key.",
     403: "This kind of key may not call this endpoint, or a daemon key acted on a daemon "
     "registered with another key; `error` says what the key may do.",
-    404: "No such daemon (or endpoint); for a lease release, also `Lease not held`.",
+    404: "No such daemon or maintenance window (or endpoint); for a lease release, also `Lease not held`.",
     405: "Method not allowed here; see the Allow header.",
     413: "Request body over MAX_CONTENT_LENGTH.",
     415: "Content-Type is not application/json.",
@@ -123,6 +128,12 @@ PERIOD = [
     _query("from", "Start of the period (instead of window).", {"type": "string", "pattern": TIMESTAMP_PATTERN}),
     _query("to", "End of the period (default now).", {"type": "string", "pattern": TIMESTAMP_PATTERN}),
 ]
+WINDOW_ID = {
+    "name": "windowId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WINDOW_ID},
+}
 STEP = _query(
     "step",
     "Length of each point of the series: 5m, 1h, 1d… (default 1h; at least 1m, at most 10,000 points).",
@@ -310,6 +321,27 @@ def document() -> dict[str, Any]:
                     "Each region's daemon counts and whether it is disrupted (never reaps)",
                     (200, r.Regions, "The regions."),
                     READ_ERRORS,
+                )
+            },
+            "/api/maintenance": {
+                "post": _operation(
+                    "Open a maintenance window: no alerts, downtime counted as planned",
+                    (201, r.MaintenanceWindow, "Opened (a past from starts it now)."),
+                    WRITE_ERRORS,
+                    body=MaintenanceIn,
+                ),
+                "get": _operation(
+                    "Current and upcoming maintenance windows, the soonest first",
+                    (200, r.MaintenanceWindows, "The windows."),
+                    READ_ERRORS,
+                ),
+            },
+            "/api/maintenance/{windowId}": {
+                "delete": _operation(
+                    "End a window now (kept for history); cancel one that has not started",
+                    (200, r.MaintenanceWindow, "Ended, cancelled, or already over."),
+                    [404, *READ_ERRORS],
+                    parameters=[WINDOW_ID],
                 )
             },
             "/api/events": {

@@ -18,12 +18,21 @@ class Error(_Out):
     error: str = Field(description="What is wrong, in words a person can act on.")
     details: dict[str, str] | None = Field(None, description="Per field or parameter, for a bad request.")
     requestId: str | None = Field(None, description="On a 500: quote it when reporting the bug.")
+    reason: str | None = Field(
+        None,
+        description="On a heartbeat's 404: why the daemon is not registered.",
+        json_schema_extra={"enum": ["deregistered", "expired", "unknown"]},
+    )
 
 
 class RegisterResponse(_Out):
     success: bool
     daemonId: str
     registeredAt: str = Timestamp
+    ttlSeconds: int = Field(
+        description="Silence after which the service calls the daemon stale (DAEMON_TTL_SECONDS): "
+        "heartbeat well within it."
+    )
 
 
 class Success(_Out):
@@ -62,9 +71,18 @@ class HealthResponse(_Out):
     totalActive: int
 
 
+class MaintenanceNow(_Out):
+    id: int
+    reason: str
+    to: str = Timestamp
+
+
 class FleetDaemon(DaemonState):
     expiresAt: str = Timestamp
     stale: bool
+    maintenance: MaintenanceNow | None = Field(
+        description="The running maintenance window that covers the daemon, or null."
+    )
 
 
 class ShownCounts(_Out):
@@ -123,7 +141,7 @@ class FleetUptime(_Out):
 class DownInterval(_Out):
     from_: str = Field(alias="from", json_schema_extra={"format": "date-time"})
     to: str = Timestamp
-    reason: str = Field(json_schema_extra={"enum": ["stale", "deregistered"]})
+    reason: str = Field(json_schema_extra={"enum": ["stale", "deregistered", "maintenance"]})
     planned: bool
     ongoing: bool
 
@@ -226,3 +244,19 @@ class Region(_Out):
 
 class Regions(RootModel[list[Region]]):
     pass
+
+
+class MaintenanceWindow(_Out):
+    id: int
+    from_: str = Field(alias="from", json_schema_extra={"format": "date-time"})
+    to: str = Timestamp
+    reason: str
+    daemonIds: list[str] | None = Field(description="The daemons it covers; null for another selector.")
+    capability: str | None = Field(description="It covers every daemon with this capability.")
+    state: str = Field(json_schema_extra={"enum": ["upcoming", "active", "ended", "cancelled"]})
+    createdAt: str = Timestamp
+    endedEarlyAt: str | None = Field(json_schema_extra={"format": "date-time"})
+
+
+class MaintenanceWindows(_Out):
+    windows: list[MaintenanceWindow]

@@ -171,6 +171,12 @@
     } else {
       wrap.append(el("span", d.status, `badge st-${d.status}`));
     }
+    if (d.maintenance) { // planned work: the server says which running window covers it
+      const until = `${d.maintenance.reason}, until ${clockTime(d.maintenance.to)}`;
+      const tag = el("span", "maintenance", "badge st-maintenance");
+      tag.title = until;
+      wrap.append(tag, el("span", ` (${until})`, "visually-hidden"));
+    }
     return wrap;
   }
   function daemonLink(id) {
@@ -278,7 +284,7 @@
       const [status, , strip, up, seen, version, caps, tasks, task, errors, avg, spark] = tr.children;
       const h = recent.get(d.daemonId);
       tr.className = d.stale ? "stale" : `is-${d.status}`;
-      put(status, [d.stale, d.status], () => badge(d));
+      put(status, [d.stale, d.status, d.maintenance], () => badge(d));
       put(strip, h ? [h.from, h.slots] : null, () => (h ? historyStrip(h) : none()));
       put(up, h?.uptime ? [h.uptime.uptimeRatio, h.uptime.incidents] : null, () => uptimeCell(h?.uptime));
       put(seen, d.lastHeartbeat, () => {

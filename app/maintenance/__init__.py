@@ -1,0 +1,1 @@
+"""Maintenance windows: planned work that sends no alerts and counts as planned downtime."""
