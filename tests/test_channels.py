@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import time
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import create_engine, select, text
@@ -464,3 +465,19 @@ def test_alerts_test_without_webhooks_or_channels_says_what_to_set(app):
     result = app.test_cli_runner().invoke(args=["daemons", "alerts", "test"])
     assert result.exit_code == 1
     assert "neither ALERT_WEBHOOK_URLS nor ALERT_CHANNELS is set" in result.output
+
+
+def test_a_maintenance_window_keeps_channels_quiet_too(make_app, clock, receiver, engine, watch):
+    alerting = make_app(alert_channels=channels.parse(json_channel(receiver)))
+    window = {"from": clock.now().isoformat(), "to": (clock.now() + timedelta(minutes=10)).isoformat(),
+              "reason": "deploy", "daemonIds": ["daemon_macmini_1"]}
+    opened = alerting.test_client().post("/api/maintenance", json=window, headers=HEADERS)
+    assert opened.status_code == 201, opened.get_json()
+    _register(alerting)
+    _register(alerting, daemonId="other")
+    assert sorted(watch(alerting, 91)) == ["daemon_macmini_1", "other"]
+    assert [r.json["title"] for r in receiver.received] == [
+        "Daemon other is down: no heartbeat since 2026-01-25 12:00:00 UTC"
+    ]
+    assert _states_of(engine, "daemon_macmini_1") == ["suppressed"]
+    assert _states_of(engine, "other") == ["delivered"]

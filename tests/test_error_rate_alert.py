@@ -289,3 +289,18 @@ def test_two_racing_watchers_raise_and_recover_each_daemon_once(pg_engine, postg
             select(alert_deliveries.c.state, func.count()).group_by(alert_deliveries.c.state)
         ).all()
     assert states == [("delivered", 2 * len(ids))]
+
+
+def test_inside_a_maintenance_window_the_alert_is_recorded_but_not_sent(
+    clock, client, work, watched, receiver, engine
+):
+    window = {"from": clock.now().isoformat(), "to": (clock.now() + timedelta(minutes=10)).isoformat(),
+              "reason": "load test", "daemonIds": [DAEMON]}
+    assert client.post("/api/maintenance", json=window, headers=HEADERS).status_code == 201
+    work(40, 20)
+    clock.advance(1)
+    assert watched.tick().raised == [DAEMON]  # raised and recorded as always
+    assert receiver.received == []
+    with engine.connect() as conn:
+        states = conn.execute(select(alert_deliveries.c.state)).scalars().all()
+    assert states == ["suppressed"]
