@@ -267,6 +267,20 @@ def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def _ratelimit_storage_uri(env: Mapping[str, str], default: str) -> str:
+    # Imported here, like the region rule: the limiter module needs the app package.
+    from app.http.limiter import REDIS_SCHEMES
+
+    value = env.get("RATELIMIT_STORAGE_URI", "").strip() or default
+    if value != "memory://" and not value.startswith(REDIS_SCHEMES):
+        # Only the scheme is quoted: the rest of a Redis URL may hold its password.
+        got = f"scheme {value.split('://', 1)[0]!r}" if "://" in value else "a value without a scheme"
+        raise ConfigError(
+            f"RATELIMIT_STORAGE_URI must be memory:// or a redis://, rediss:// or redis+unix:// URL, got {got}"
+        )
+    return value
+
+
 def _service_region(env: Mapping[str, str]) -> str | None:
     # Imported here: the app package imports this module while it loads.
     from app.registry.schemas import region_error
@@ -314,8 +328,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         admin_rate_limit=_rate_limit(env, "ADMIN_RATE_LIMIT", defaults.admin_rate_limit),
         daemon_rate_limit=_rate_limit(env, "DAEMON_RATE_LIMIT", defaults.daemon_rate_limit),
         read_rate_limit=_rate_limit(env, "READ_RATE_LIMIT", defaults.read_rate_limit),
-        ratelimit_storage_uri=env.get("RATELIMIT_STORAGE_URI", "").strip()
-        or defaults.ratelimit_storage_uri,
+        ratelimit_storage_uri=_ratelimit_storage_uri(env, defaults.ratelimit_storage_uri),
         ratelimit_key_prefix=env.get("RATELIMIT_KEY_PREFIX", "").strip()
         or defaults.ratelimit_key_prefix,
         trusted_proxy_hops=_int(env, "TRUSTED_PROXY_HOPS", defaults.trusted_proxy_hops, minimum=0),
