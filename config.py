@@ -153,6 +153,8 @@ def _distinct_kinds(**kinds: tuple[str, ...]) -> None:
     seen: dict[str, str] = {}
     for name, keys in kinds.items():
         for key in keys:
+            if seen.get(key) == name:
+                raise ConfigError(f"{name} lists a key twice")
             if key in seen:
                 raise ConfigError(f"{seen[key]} and {name} share a key: give each kind its own")
             seen[key] = name

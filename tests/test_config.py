@@ -97,6 +97,8 @@ def test_short_admin_key_is_refused():
         ("DAEMON_API_KEYS", "long-enough-daemon-key,short", "DAEMON_API_KEYS: every key must be at least 16"),
         ("READ_API_KEYS", "short", "READ_API_KEYS: every key must be at least 16"),
         ("DAEMON_API_KEYS", KEY, "ADMIN_API_KEY and DAEMON_API_KEYS share a key"),
+        ("DAEMON_API_KEYS", f"{'d' * 20},{'d' * 20}", "DAEMON_API_KEYS lists a key twice"),
+        ("READ_API_KEYS", f"{'r' * 20}, {'r' * 20}", "READ_API_KEYS lists a key twice"),
         ("ALERT_ERROR_RATE_THRESHOLD", "0", "ALERT_ERROR_RATE_THRESHOLD must be a fraction above 0 up to 1"),
         ("ALERT_ERROR_RATE_THRESHOLD", "5%", "ALERT_ERROR_RATE_THRESHOLD must be a fraction"),
         ("ALERT_ERROR_RATE_THRESHOLD", "1.5", "ALERT_ERROR_RATE_THRESHOLD must be a fraction"),
