@@ -261,11 +261,14 @@ def _alert_templates(env: Mapping[str, str]) -> tuple[MessageTemplate, ...]:
 def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, "").strip() or default
     try:
-        parse_many(value)
+        items = parse_many(value)
     except ValueError:
         raise ConfigError(
             f"{name} must look like '600 per minute' or '10/second', got {value!r}"
         ) from None
+    # limits reads "0/minute" as a limit every request breaks: the kind could call nothing.
+    if any(item.amount < 1 for item in items):
+        raise ConfigError(f"{name} must allow at least 1 request per window, got {value!r}")
     return value
 
 

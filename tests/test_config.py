@@ -94,6 +94,8 @@ def test_short_admin_key_is_refused():
         ("ADMIN_RATE_LIMIT", "lots", "ADMIN_RATE_LIMIT must look like"),
         ("DAEMON_RATE_LIMIT", "lots", "DAEMON_RATE_LIMIT must look like"),
         ("READ_RATE_LIMIT", "7 per fortnight", "READ_RATE_LIMIT must look like"),
+        ("READ_RATE_LIMIT", "0/minute", "READ_RATE_LIMIT must allow at least 1 request per window"),
+        ("DAEMON_RATE_LIMIT", "100/minute;0/hour", "DAEMON_RATE_LIMIT must allow at least 1 request"),
         ("DAEMON_API_KEYS", "long-enough-daemon-key,short", "DAEMON_API_KEYS: every key must be at least 16"),
         ("READ_API_KEYS", "short", "READ_API_KEYS: every key must be at least 16"),
         ("DAEMON_API_KEYS", KEY, "ADMIN_API_KEY and DAEMON_API_KEYS share a key"),
