@@ -153,6 +153,8 @@ def _distinct_kinds(**kinds: tuple[str, ...]) -> None:
     seen: dict[str, str] = {}
     for name, keys in kinds.items():
         for key in keys:
+            if seen.get(key) == name:
+                raise ConfigError(f"{name} lists a key twice")
             if key in seen:
                 raise ConfigError(f"{seen[key]} and {name} share a key: give each kind its own")
             seen[key] = name
@@ -259,11 +261,28 @@ def _alert_templates(env: Mapping[str, str]) -> tuple[MessageTemplate, ...]:
 def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name, "").strip() or default
     try:
-        parse_many(value)
+        items = parse_many(value)
     except ValueError:
         raise ConfigError(
             f"{name} must look like '600 per minute' or '10/second', got {value!r}"
         ) from None
+    # limits reads "0/minute" as a limit every request breaks: the kind could call nothing.
+    if any(item.amount < 1 for item in items):
+        raise ConfigError(f"{name} must allow at least 1 request per window, got {value!r}")
+    return value
+
+
+def _ratelimit_storage_uri(env: Mapping[str, str], default: str) -> str:
+    # Imported here, like the region rule: the limiter module needs the app package.
+    from app.http.limiter import REDIS_SCHEMES
+
+    value = env.get("RATELIMIT_STORAGE_URI", "").strip() or default
+    if value != "memory://" and not value.startswith(REDIS_SCHEMES):
+        # Only the scheme is quoted: the rest of a Redis URL may hold its password.
+        got = f"scheme {value.split('://', 1)[0]!r}" if "://" in value else "a value without a scheme"
+        raise ConfigError(
+            f"RATELIMIT_STORAGE_URI must be memory:// or a redis://, rediss:// or redis+unix:// URL, got {got}"
+        )
     return value
 
 
@@ -314,8 +333,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         admin_rate_limit=_rate_limit(env, "ADMIN_RATE_LIMIT", defaults.admin_rate_limit),
         daemon_rate_limit=_rate_limit(env, "DAEMON_RATE_LIMIT", defaults.daemon_rate_limit),
         read_rate_limit=_rate_limit(env, "READ_RATE_LIMIT", defaults.read_rate_limit),
-        ratelimit_storage_uri=env.get("RATELIMIT_STORAGE_URI", "").strip()
-        or defaults.ratelimit_storage_uri,
+        ratelimit_storage_uri=_ratelimit_storage_uri(env, defaults.ratelimit_storage_uri),
         ratelimit_key_prefix=env.get("RATELIMIT_KEY_PREFIX", "").strip()
         or defaults.ratelimit_key_prefix,
         trusted_proxy_hops=_int(env, "TRUSTED_PROXY_HOPS", defaults.trusted_proxy_hops, minimum=0),

@@ -94,9 +94,13 @@ def test_short_admin_key_is_refused():
         ("ADMIN_RATE_LIMIT", "lots", "ADMIN_RATE_LIMIT must look like"),
         ("DAEMON_RATE_LIMIT", "lots", "DAEMON_RATE_LIMIT must look like"),
         ("READ_RATE_LIMIT", "7 per fortnight", "READ_RATE_LIMIT must look like"),
+        ("READ_RATE_LIMIT", "0/minute", "READ_RATE_LIMIT must allow at least 1 request per window"),
+        ("DAEMON_RATE_LIMIT", "100/minute;0/hour", "DAEMON_RATE_LIMIT must allow at least 1 request"),
         ("DAEMON_API_KEYS", "long-enough-daemon-key,short", "DAEMON_API_KEYS: every key must be at least 16"),
         ("READ_API_KEYS", "short", "READ_API_KEYS: every key must be at least 16"),
         ("DAEMON_API_KEYS", KEY, "ADMIN_API_KEY and DAEMON_API_KEYS share a key"),
+        ("DAEMON_API_KEYS", f"{'d' * 20},{'d' * 20}", "DAEMON_API_KEYS lists a key twice"),
+        ("READ_API_KEYS", f"{'r' * 20}, {'r' * 20}", "READ_API_KEYS lists a key twice"),
         ("ALERT_ERROR_RATE_THRESHOLD", "0", "ALERT_ERROR_RATE_THRESHOLD must be a fraction above 0 up to 1"),
         ("ALERT_ERROR_RATE_THRESHOLD", "5%", "ALERT_ERROR_RATE_THRESHOLD must be a fraction"),
         ("ALERT_ERROR_RATE_THRESHOLD", "1.5", "ALERT_ERROR_RATE_THRESHOLD must be a fraction"),
@@ -110,11 +114,25 @@ def test_short_admin_key_is_refused():
         ("SERVICE_REGION", "eu west", "SERVICE_REGION must be 1-64 characters"),
         ("SERVICE_REGION", "r" * 65, "SERVICE_REGION must be 1-64 characters"),
         ("SERVICE_REGION", "-east", "SERVICE_REGION must be 1-64 characters"),
+        ("RATELIMIT_STORAGE_URI", "bogus://x", "RATELIMIT_STORAGE_URI must be memory:// or a redis://"),
+        ("RATELIMIT_STORAGE_URI", "memory", "RATELIMIT_STORAGE_URI must be memory:// or a redis://"),
+        ("RATELIMIT_STORAGE_URI", "127.0.0.1:6379", "RATELIMIT_STORAGE_URI must be memory:// or a redis://"),
     ],
 )
 def test_bad_values_name_the_variable(name, value, message):
     with pytest.raises(ConfigError, match=message):
         settings_from_env({"ADMIN_API_KEY": KEY, name: value})
+
+
+def test_a_bad_storage_uri_is_named_without_its_password():
+    with pytest.raises(ConfigError) as refused:
+        settings_from_env({"ADMIN_API_KEY": KEY, "RATELIMIT_STORAGE_URI": "reddis://:hunter2@cache:6379/0"})
+    assert "'reddis'" in str(refused.value) and "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize("uri", ["memory://", "redis://cache:6379/0", "rediss://:pw@cache/1", "redis+unix:///run/r.sock"])
+def test_the_documented_storages_are_accepted(uri):
+    assert settings_from_env({"ADMIN_API_KEY": KEY, "RATELIMIT_STORAGE_URI": uri}).ratelimit_storage_uri == uri
 
 
 @pytest.mark.parametrize("recovery", ["0.05", "0.2"])

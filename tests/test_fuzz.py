@@ -15,9 +15,14 @@ json_values = st.recursive(
     max_leaves=20,
 )
 # Bodies close to valid ones find more than random noise: change or drop one field.
+# The optional fields are in the draw too (region; the task counters).
 near_valid = st.one_of(
-    st.builds(lambda k, v: {**registration(), k: v}, st.sampled_from(list(registration())), json_values),
-    st.builds(lambda k, v: {**heartbeat_body(), k: v}, st.sampled_from(list(heartbeat_body())), json_values),
+    st.builds(lambda k, v: {**registration(), k: v}, st.sampled_from([*registration(), "region"]), json_values),
+    st.builds(
+        lambda k, v: {**heartbeat_body(), k: v},
+        st.sampled_from([*heartbeat_body(), "tasksFailed", "taskTimeMs"]),
+        json_values,
+    ),
 )
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -65,3 +70,36 @@ def test_any_key_gets_a_clean_answer(client, key):
         return  # not sendable as an HTTP header at all
     _assert_clean(client.get("/api/daemon/health", headers=headers))
 
+
+
+LEASE_NAMES = st.text(min_size=1, max_size=200).filter(lambda s: s not in (".", ".."))
+QUERY_NAMES = ["window", "from", "to", "step", "region", "daemonId", "ids", "slots", "q", "id", "status",
+               "capability", "sort", "limit", "cursor", "order", "after", "x"]
+
+
+@FUZZ
+@given(
+    name=LEASE_NAMES,
+    body=st.one_of(json_values, st.builds(lambda v: {"daemonId": v}, json_values)),
+    params=st.dictionaries(st.sampled_from(["daemonId", "x"]), st.text(max_size=40)),
+)
+def test_any_lease_request_gets_a_clean_answer(client, make_daemon, name, body, params):
+    make_daemon(daemonId="holder")
+    name = quote(name, safe="")
+    _assert_clean(client.post(f"/api/leases/{name}", json=body, headers=HEADERS))
+    _assert_clean(client.post("/api/leases/lease", json=body, headers=HEADERS))
+    _assert_clean(client.delete(f"/api/leases/{name}", query_string=params, headers=HEADERS))
+    _assert_clean(client.get("/api/leases", query_string=params, headers=HEADERS))
+
+
+@FUZZ
+@given(
+    daemon_id=st.text(min_size=1, max_size=200).filter(lambda s: s not in (".", "..")),
+    params=st.dictionaries(st.sampled_from(QUERY_NAMES), st.text(max_size=40)),
+)
+def test_any_query_on_the_read_endpoints_gets_a_clean_answer(client, make_daemon, daemon_id, params):
+    make_daemon(daemonId="worker")
+    daemon_id = quote(daemon_id, safe="")
+    for path in (f"/api/daemon/{daemon_id}/metrics", "/api/daemon/worker/metrics", "/api/daemon/metrics",
+                 "/api/daemon/health", "/api/regions", "/api/daemons", "/api/daemons/history"):
+        _assert_clean(client.get(path, query_string=params, headers=HEADERS))

@@ -79,6 +79,16 @@ def test_defaults_say_what_happened_in_words():
     assert all(Template(t.title).is_valid() and Template(t.body).is_valid() for t in messages.DEFAULTS.values())
 
 
+def test_times_read_to_the_second_whatever_the_clock_gave():
+    """People read 12:29:40, not 12:29:40.156815: the service's clock keeps microseconds."""
+    state = {"status": "degraded", "lastHeartbeat": "2026-01-25T12:29:40.156815Z"}
+    stale = SimpleNamespace(id=7, daemon_id="daemon_macmini_1", state=state,
+                            occurred_at=AT + timedelta(seconds=40, microseconds=999_999))
+    rendered = messages.render(stale, "daemon.stale", None)
+    assert rendered["title"] == "Daemon daemon_macmini_1 is down: no heartbeat since 2026-01-25 12:29:40 UTC"
+    assert "Last heard from at 2026-01-25 12:29:40 UTC; stale since 2026-01-25 12:30:40 UTC." in rendered["body"]
+
+
 @pytest.mark.parametrize(
     ("seconds", "words"),
     [(0, "0 s"), (59, "59 s"), (60, "1 min"), (200, "3 min 20 s"), (3600, "1 h"), (3660, "1 h 1 min"),

@@ -49,6 +49,16 @@ def test_stale_daemon_is_reported_once_with_full_state(clock, make_daemon, beat,
     assert read_health()["stale"] == []
 
 
+def test_a_head_request_does_not_take_the_stale_report(client, clock, make_daemon, read_health):
+    """HEAD answers without a body: were it to reap, the once-only stale report would go unseen."""
+    make_daemon(region="eu-west")
+    clock.advance(61)
+    for path in ("/api/daemon/health", "/api/daemon/health?region=eu-west"):
+        head = client.head(path, headers=HEADERS)
+        assert (head.status_code, head.mimetype, head.data) == (200, "application/json", b"")
+    assert [d["daemonId"] for d in read_health()["stale"]] == ["daemon_macmini_1"]
+
+
 def test_health_removes_stale_rows(clock, make_daemon, read_health, engine):
     make_daemon(daemonId="old")
     clock.advance(45)

@@ -14,7 +14,7 @@ so every retry sends the same words.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -22,7 +22,6 @@ from typing import Any
 from sqlalchemy import Row
 
 from app.alerts.alert_events import ID_PREFIX
-from app.registry.wire import isoformat_z
 
 
 @dataclass(frozen=True)
@@ -255,9 +254,9 @@ def probe_message(now: datetime) -> dict[str, Any]:
 
 
 def readable_time(moment: datetime | str) -> str:
-    """``2026-01-25 12:01:00 UTC``: an API timestamp, for a person."""
+    """``2026-01-25 12:01:00 UTC``: an API timestamp, for a person, to the second (cut, like a clock)."""
     value = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
-    return isoformat_z(value).replace("T", " ").replace("Z", " UTC")
+    return value.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat(sep=" ") + " UTC"
 
 
 def readable_duration(span: timedelta) -> str:

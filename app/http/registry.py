@@ -84,8 +84,13 @@ def heartbeat() -> Response:
 
 @bp.get("/health")
 def health() -> Response:
+    region = _region_param()
+    # A GET reaps, and HEAD (which Flask routes here) drops the body: reaping for it
+    # would take the once-only stale report from everyone. It checks key and query only.
+    if request.method == "HEAD":
+        return Response(mimetype="application/json")
     # The body comes ready-made (on Postgres, rendered by the database itself).
-    body = service.health(connection(), now=now(), region=_region_param())
+    body = service.health(connection(), now=now(), region=region)
     return Response(body, mimetype="application/json")
 
 
