@@ -54,6 +54,17 @@ def test_expired_unread_daemon_is_down_from_its_ttl_on(clock, make_daemon, uptim
     ]
 
 
+def test_a_period_wholly_in_the_future_holds_nothing_observed(clock, make_daemon, uptime):
+    make_daemon()
+    clock.advance(600)  # expired at 60 and still down: an ongoing outage
+    later = {"from": iso(3600), "to": iso(7200)}
+    # Not an outage that ends before it starts: no history in that period yet.
+    assert uptime("daemon_macmini_1", expect=404, **later) == {
+        "error": "No history for daemon 'daemon_macmini_1' in this period"
+    }
+    assert uptime(**later)["daemons"] == []
+
+
 def test_uptime_is_the_same_whether_or_not_health_was_read(clock, make_daemon, read_health, uptime):
     make_daemon()
     clock.advance(600)

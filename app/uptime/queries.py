@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import Column, Connection, MetaData, String, Table, func, literal, or_, select
+from sqlalchemy import Column, Connection, MetaData, String, Table, false, func, literal, or_, select
 
 from app.models import STATUSES
 from app.registry.wire import isoformat_z
@@ -53,6 +53,9 @@ def _clipped_spans(period: Period):
     overlaps = (t.c.started_at < high) & or_(
         t.c.ended_at.is_(None), (t.c.ended_at > low) & (t.c.ended_at > t.c.started_at)
     )
+    if period.start >= period.observed_end:
+        # A period wholly in the future: nothing in it has happened yet.
+        overlaps = false()
     return start, end, overlaps
 
 
