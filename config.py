@@ -319,7 +319,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         "ADMIN_API_KEY": _api_keys(env),
         "DAEMON_API_KEYS": _scoped_keys(env, "DAEMON_API_KEYS"),
         "READ_API_KEYS": _scoped_keys(env, "READ_API_KEYS"),
-        "METRICS_API_KEY": _list(env, "METRICS_API_KEY"),
+        "METRICS_API_KEY": _scoped_keys(env, "METRICS_API_KEY"),
     }
     _distinct_kinds(**keys)
     error_rate_threshold, error_rate_recovery = _error_rate_levels(env)

@@ -98,6 +98,7 @@ def test_short_admin_key_is_refused():
         ("DAEMON_RATE_LIMIT", "100/minute;0/hour", "DAEMON_RATE_LIMIT must allow at least 1 request"),
         ("DAEMON_API_KEYS", "long-enough-daemon-key,short", "DAEMON_API_KEYS: every key must be at least 16"),
         ("READ_API_KEYS", "short", "READ_API_KEYS: every key must be at least 16"),
+        ("METRICS_API_KEY", "short", "METRICS_API_KEY: every key must be at least 16"),
         ("DAEMON_API_KEYS", KEY, "ADMIN_API_KEY and DAEMON_API_KEYS share a key"),
         ("DAEMON_API_KEYS", f"{'d' * 20},{'d' * 20}", "DAEMON_API_KEYS lists a key twice"),
         ("READ_API_KEYS", f"{'r' * 20}, {'r' * 20}", "READ_API_KEYS lists a key twice"),
