@@ -21,6 +21,7 @@ from tests.support.clocks import FrozenClock
 from tests.support.console import (
     POLL_MS,
     STORAGE_KEY,
+    acquire,
     beat,
     enter_key,
     expect,
@@ -28,6 +29,7 @@ from tests.support.console import (
     no_horizontal_scroll,
     real_now,
     register,
+    release,
     row,
     watcher_tick,
 )
@@ -246,10 +248,14 @@ VIEWS = {
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_every_view_fits_passes_axe_and_is_screenshotted(
-    engine: Engine, clock: FrozenClock, open_page: Callable[..., BrowserPage], backend: str, scheme: str
+    engine: Engine, client: FlaskClient, clock: FrozenClock, open_page: Callable[..., BrowserPage],
+    backend: str, scheme: str,
 ) -> None:
     clock.current = real_now()
     seed_fleet(engine, 60, clock.current, day=True)
+    acquire(client, "nightly-report", "daemon-00058")  # held, on the list and on its page
+    acquire(client, "cleanup", "daemon-00001")
+    release(client, "cleanup", "daemon-00001")  # free: shown as free
     SHOTS.mkdir(parents=True, exist_ok=True)
     sizes = {"1400x900": DESKTOP, "390x844": PHONE}
     if scheme == "light":

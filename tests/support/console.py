@@ -57,6 +57,11 @@ def acquire(client: FlaskClient, lease: str, daemon_id: str) -> dict[str, Any]:
     return response.get_json()
 
 
+def release(client: FlaskClient, lease: str, daemon_id: str) -> None:
+    response = client.delete(f"/api/leases/{lease}?daemonId={daemon_id}", headers=HEADERS)
+    assert response.status_code == 204, response.get_json()
+
+
 def regions(client: FlaskClient) -> dict[str | None, dict[str, Any]]:
     answer = client.get("/api/regions", headers=HEADERS).get_json()
     return {entry["region"]: entry for entry in answer}
