@@ -38,7 +38,8 @@ def region_card(page: Any, name: str) -> Any:
 
 
 def lease_row(page: Any, name: str) -> Any:
-    return page.locator("#leases tbody tr").filter(has=page.get_by_role("rowheader", name=name, exact=True))
+    header = page.get_by_role("rowheader", name=name, exact=True)
+    return page.locator("#leases tbody tr").filter(has=header)
 
 
 def test_regions_show_their_counts_and_a_disrupted_badge_and_filter_the_list_from_the_url(
@@ -140,7 +141,8 @@ def test_lease_holders_link_to_their_daemons_whose_pages_list_their_leases(
 
     held.get_by_role("link", name="alpha").click()
     expect(page).to_have_url(re.compile(r"/dashboard/daemons/alpha\?poll=\d+$"))
-    expect(page.locator("#held li")).to_have_text([re.compile(r"^nightly-report token 1, since .+, expires .+$")])
+    held_here = re.compile(r"^nightly-report token 1, since .+, expires .+$")
+    expect(page.locator("#held li")).to_have_text([held_here])
     page.goto(f"{tab.traffic.base_url}/dashboard/daemons/bravo?poll={POLL_MS}")
     expect(page.locator("#held li")).to_have_text([re.compile(r"^queue-writer token 1")])
     page.goto(f"{tab.traffic.base_url}/dashboard/daemons/idle?poll={POLL_MS}")
