@@ -394,16 +394,16 @@
       li.append(name);
       if (r.disrupted) li.append(" ", el("span", "disrupted", "badge st-disrupted"));
       const counts = el("p", undefined, "region-counts");
-      for (const [field, word] of [["active", "active"], ["stale", "stale"], ["unhealthy", "unhealthy"], ["degraded", "degraded"]]) {
-        const n = el("span", undefined, field !== "active" && r[field] ? `alarm-${field}` : "");
-        n.append(el("strong", count(r[field])), ` ${word}`);
+      for (const field of ["active", "stale", "unhealthy", "degraded"]) {
+        // Stale and unhealthy counts in red, the alarm colour; degraded stays plain beside them.
+        const n = el("span", undefined, (field === "stale" || field === "unhealthy") && r[field] ? `alarm-${field}` : "");
+        n.append(el("strong", count(r[field])), ` ${field}`);
         counts.append(n, " ");
       }
       li.append(counts);
       if (r.lastHeartbeat) {
-        const seen = el("p", "last heartbeat ", "muted small");
-        const time = el("time", undefined, "age");
-        time.dateTime = r.lastHeartbeat;
+        const seen = el("p", "last heartbeat ", "muted small"), time = el("time", undefined, "age");
+        time.dateTime = r.lastHeartbeat; // its text counts up with the clock (tickClock)
         seen.append(time);
         li.append(seen);
       }
@@ -449,9 +449,13 @@
   }
   function timeCell(iso) {
     const td = el("td");
-    if (iso === null) td.append(none());
-    else { const t = el("time", clockTime(iso)); t.dateTime = iso; td.append(t); }
+    td.append(iso === null ? none() : timeOf(iso));
     return td;
+  }
+  function timeOf(iso) {
+    const time = el("time", clockTime(iso));
+    time.dateTime = iso;
+    return time;
   }
 
   // One daemon's page: the leases it holds (none once its session ends).
@@ -463,10 +467,8 @@
     heldShown = shown;
     $("held").replaceChildren(...(held.length ? held.map((lease) => {
       const li = el("li");
-      const since = el("time", clockTime(lease.acquiredAt)), until = el("time", clockTime(lease.expiresAt));
-      since.dateTime = lease.acquiredAt;
-      until.dateTime = lease.expiresAt;
-      li.append(el("strong", lease.name, "name"), ` token ${count(lease.token)}, since `, since, ", expires ", until);
+      li.append(el("strong", lease.name, "name"), ` token ${count(lease.token)}, since `, timeOf(lease.acquiredAt),
+        ", expires ", timeOf(lease.expiresAt));
       return li;
     }) : [el("li", "None.", "muted")]));
   }
