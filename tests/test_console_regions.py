@@ -25,9 +25,11 @@ from tests.support.console import (
     load,
     no_horizontal_scroll,
     real_now,
+    regions,
     register,
     release,
     row,
+    watcher_tick,
 )
 
 SHOTS = ARTIFACTS / "console"
@@ -82,6 +84,17 @@ def test_regions_show_their_counts_and_a_disrupted_badge_and_filter_the_list_fro
     # The daemon's page says its region too.
     row(page, "w5").get_by_role("link", name="w5").click()
     expect(page.locator("#detail-state")).to_contain_text(re.compile(r"Region\s*eu-west"))
+
+    # Three come back and the watcher records the recovery: the open page loses the badge.
+    clock.advance(5)
+    for n in (1, 2, 3):
+        register(client, f"w{n}", region="eu-west")
+    watcher_tick(app)
+    assert regions(client)["eu-west"]["disrupted"] is False
+    page.get_by_role("link", name="All daemons").click()
+    expect(eu.locator(".region-counts")).to_have_text("4 active 1 stale 0 unhealthy 1 degraded")
+    expect(eu.locator(".badge")).to_have_count(0)
+    expect(eu).not_to_have_class(re.compile(r"\bdisrupted\b"))
 
 
 def test_a_shared_link_to_a_region_filters_before_the_regions_arrive(
