@@ -61,6 +61,7 @@ def test_regions_show_their_counts_and_a_disrupted_badge_and_filter_the_list_fro
     expect(us.locator(".region-counts")).to_have_text("2 active 0 stale 1 unhealthy 0 degraded")
     expect(page.locator("#regions li").last).to_contain_text("no region")
     expect(page.locator("#regions li").last.locator(".region-counts")).to_contain_text("1 active")
+    expect(page.locator("#announce")).to_have_text("")  # an outage older than the page is not news
     # Each row says where its daemon runs; none for the daemon without a region.
     expect(row(page, "u1").locator("td.region")).to_have_text("us-east")
     expect(row(page, "solo").locator("td.region")).to_have_text("—none")
@@ -95,6 +96,7 @@ def test_regions_show_their_counts_and_a_disrupted_badge_and_filter_the_list_fro
     expect(eu.locator(".region-counts")).to_have_text("4 active 1 stale 0 unhealthy 1 degraded")
     expect(eu.locator(".badge")).to_have_count(0)
     expect(eu).not_to_have_class(re.compile(r"\bdisrupted\b"))
+    expect(page.locator("#announce")).to_have_text("Region eu-west recovered.")  # screen readers hear it
 
 
 def test_a_shared_link_to_a_region_filters_before_the_regions_arrive(

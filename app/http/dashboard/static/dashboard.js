@@ -32,6 +32,7 @@
   let lastEventId = null, caughtUp = false;
   const capabilities = new Set();
   let regionNames = [], aroundShown = "", heldShown = "";
+  let disrupted = null; // the regions disrupted at the last read (null: none read yet)
 
   class AuthError extends Error {}
   class Cancelled extends Error {} // an answer that arrived after the view, filters or key changed
@@ -411,7 +412,17 @@
     }));
     regionNames = named.map((r) => r.region);
     regionChoices();
+    announceOutages(new Set(named.filter((r) => r.disrupted).map((r) => r.region)));
     tickClock();
+  }
+  // For screen readers, as a new stale daemon is: outages that began or ended since the last read.
+  function announceOutages(now) {
+    if (disrupted) {
+      const words = [...now].filter((r) => !disrupted.has(r)).map((r) => `Region ${r} is disrupted.`)
+        .concat([...disrupted].filter((r) => !now.has(r)).map((r) => `Region ${r} recovered.`));
+      if (words.length) $("announce").textContent = words.join(" ");
+    }
+    disrupted = now;
   }
   function regionLink(region) {
     const a = el("a", region);
@@ -731,6 +742,7 @@
     cursors = [];
     fleetAt = 0; lastEventId = null; caughtUp = false; shownStale = -1;
     aroundShown = "";
+    disrupted = null;
     setFailure(null);
     $("events").replaceChildren();
     $("detail-state").replaceChildren();
