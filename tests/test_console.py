@@ -21,12 +21,15 @@ from tests.support.clocks import FrozenClock
 from tests.support.console import (
     POLL_MS,
     STORAGE_KEY,
+    acquire,
     beat,
     enter_key,
     expect,
     load,
+    no_horizontal_scroll,
     real_now,
     register,
+    release,
     row,
     watcher_tick,
 )
@@ -34,11 +37,6 @@ from tests.support.fleet_seed import seed_fleet
 
 SHOTS = ARTIFACTS / "console"
 FOUR_K = {"width": 3840, "height": 2160}
-
-
-def no_horizontal_scroll(page: Any) -> None:
-    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert widths[0] <= widths[1], f"the page is {widths[0]} px wide in a {widths[1]} px window"
 
 
 def a_small_fleet(client: FlaskClient, clock: FrozenClock) -> None:
@@ -84,7 +82,7 @@ def test_problems_come_first_with_coloured_counts_a_strip_and_the_stale_count_in
     # Issue 14's chart per daemon: tasks per half hour, failures in them.
     spark = row(page, "alpha").locator("svg.spark")
     expect(spark).to_have_attribute("aria-label", re.compile(r"^120 tasks in 24 h, 6 failed"))
-    expect(row(page, "alpha").locator("td").nth(8)).to_have_text("5.00 % of 120")
+    expect(row(page, "alpha").locator("td").nth(9)).to_have_text("5.00 % of 120")
     expect(row(page, "slow").locator("td.chart")).to_have_text("—none")
 
     # When /health reaps the stale daemon and two others go stale, the tab follows.
@@ -250,10 +248,14 @@ VIEWS = {
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_every_view_fits_passes_axe_and_is_screenshotted(
-    engine: Engine, clock: FrozenClock, open_page: Callable[..., BrowserPage], backend: str, scheme: str
+    engine: Engine, client: FlaskClient, clock: FrozenClock, open_page: Callable[..., BrowserPage],
+    backend: str, scheme: str,
 ) -> None:
     clock.current = real_now()
     seed_fleet(engine, 60, clock.current, day=True)
+    acquire(client, "nightly-report", "daemon-00058")  # held, on the list and on its page
+    acquire(client, "cleanup", "daemon-00001")
+    release(client, "cleanup", "daemon-00001")  # free: shown as free
     SHOTS.mkdir(parents=True, exist_ok=True)
     sizes = {"1400x900": DESKTOP, "390x844": PHONE}
     if scheme == "light":

@@ -33,9 +33,10 @@ from tests.support.console import (
     watcher_tick,
 )
 
-# Cells after the row header: status, [daemon id], 24 h strip, uptime, last seen, version,
-# capabilities, tasks, current task, error rate, average task time, tasks chart.
-STATUS, STRIP, UPTIME, LAST_SEEN, VERSION, CAPABILITIES, TASKS, CURRENT_TASK, ERRORS, AVG_TASK, SPARK = range(11)
+# Cells after the row header: status, [daemon id], 24 h strip, uptime, last seen, region,
+# version, capabilities, tasks, current task, error rate, average task time, tasks chart.
+(STATUS, STRIP, UPTIME, LAST_SEEN, REGION, VERSION, CAPABILITIES, TASKS, CURRENT_TASK, ERRORS,
+ AVG_TASK, SPARK) = range(12)
 
 
 def cell(page: Any, daemon_id: str, column: int) -> Any:
@@ -90,7 +91,7 @@ def test_registered_daemons_appear_with_status_version_tasks_and_uptime(
     register(client, "delta")  # never beats again: expired a minute ago
     clock.current = start - timedelta(seconds=30)
     register(client, "alpha", capabilities=["queue", "cron"])
-    register(client, "bravo", version="3.0.1", capabilities=[])
+    register(client, "bravo", version="3.0.1", capabilities=[], region="eu-west")
     register(client, "charlie")
     clock.current = start
     beat(client, "alpha", status="healthy", tasksProcessed=42, currentTask="evt_123", tasksFailed=3, taskTimeMs=5250)
@@ -108,6 +109,8 @@ def test_registered_daemons_appear_with_status_version_tasks_and_uptime(
     expect(cell(page, "alpha", CURRENT_TASK)).to_have_text("evt_123")
     expect(cell(page, "bravo", STATUS)).to_have_text("degraded")
     expect(cell(page, "bravo", VERSION)).to_have_text("3.0.1")
+    expect(cell(page, "bravo", REGION)).to_have_text("eu-west")
+    expect(cell(page, "alpha", REGION)).to_have_text("—none")
     expect(cell(page, "bravo", CURRENT_TASK)).to_have_text("—none")  # a dash, read as "none"
     expect(cell(page, "charlie", STATUS)).to_have_text("unhealthy")
     expect(cell(page, "charlie", TASKS)).to_have_text("1,234,567")
@@ -151,7 +154,9 @@ def test_registered_daemons_appear_with_status_version_tasks_and_uptime(
     assert all(API_KEY not in r.url for r in tab.traffic.requests)
     assert API_KEY not in page.url
     paths = {c.url.split("?")[0].removeprefix(tab.traffic.base_url) for c in calls}
-    assert paths == {"/api/daemons", "/api/events", "/api/daemons/history"}  # never /health
+    assert paths == {  # never /health
+        "/api/daemons", "/api/events", "/api/daemons/history", "/api/regions", "/api/leases"
+    }
 
     # Accessible: a captioned table with scoped headers, a polite live region, readable colours.
     expect(page.locator("#daemons caption")).to_contain_text("Daemons")

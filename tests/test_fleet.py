@@ -153,6 +153,24 @@ def test_fleet_filters(client, mixed_fleet, params, expected):
     assert page["totalActive"] + page["totalStale"] == 6  # counts ignore the filters
 
 
+def test_fleet_filters_by_region_exactly(client, clock, make_daemon, beat):
+    for daemon_id, region in [("e1", "eu-west"), ("e2", "eu-west"), ("u1", "us-east"), ("n1", None)]:
+        make_daemon(daemonId=daemon_id, region=region)
+    clock.advance(45)
+    assert beat("e2", status="degraded").status_code == 200
+    clock.advance(30)  # e1, u1 and n1 went stale; e2 is live
+    assert _ids(_page(client, region="eu-west")) == ["e1", "e2"]
+    assert _ids(_page(client, region="eu-west", status="stale")) == ["e1"]
+    assert _ids(_page(client, region="eu-west", sort="status", limit=1)) == ["e1"]
+    assert _ids(_page(client, region="us-east")) == ["u1"]
+    assert _ids(_page(client, region="EU-WEST")) == []  # exact, as /health?region= reads it
+    assert _ids(_page(client, region="eu")) == []
+    page = _page(client, region="nowhere")
+    assert (page["matching"], page["totalActive"] + page["totalStale"]) == (0, 4)
+    # The region is in every daemon's state, null without one.
+    assert {d["daemonId"]: d["region"] for d in _page(client)["daemons"]}["n1"] is None
+
+
 @pytest.mark.parametrize(
     ("params", "name"),
     [
@@ -162,6 +180,10 @@ def test_fleet_filters(client, mixed_fleet, params, expected):
         ({"id": "bad id"}, "id"),
         ({"q": "x" * 129}, "q"),
         ({"capability": "a\nb"}, "capability"),
+        ({"region": ""}, "region"),
+        ({"region": "eu west"}, "region"),
+        ({"region": "r" * 65}, "region"),
+        ({"region": "-eu"}, "region"),
         ({"sort": "age"}, "sort"),
         ({"limit": "0"}, "limit"),
         ({"limit": "501"}, "limit"),

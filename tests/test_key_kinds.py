@@ -169,9 +169,11 @@ def test_the_dashboards_reads_work_with_a_read_key(scoped):
     key = {"X-API-Key": READ_KEY}
     for path in (
         "/api/daemons", "/api/events?after=0&limit=500", "/api/daemon/uptime",
-        # What the console asks for now: a page, its history, the newest events, one daemon.
+        # What the console asks for now: a page, its history, the newest events, one daemon,
+        # the regions and the leases.
         "/api/daemons?sort=status&limit=50", f"/api/daemons/history?ids={DAEMON_ID}&window=24h&slots=48",
         "/api/events?order=newest&limit=50", f"/api/daemons?id={DAEMON_ID}&limit=1",
+        "/api/daemons?region=eu-west&sort=status&limit=50", "/api/regions", "/api/leases",
     ):
         assert scoped.get(path, headers=key).status_code == 200, path
     assert scoped.get("/metrics", headers={"Authorization": f"Bearer {READ_KEY}"}).status_code == 200

@@ -66,6 +66,8 @@ def test_document_is_served_without_a_key(client):
         "/api/leases",
         "/api/leases/{name}",
     }
+    fleet_parameters = {p["name"] for p in document["paths"]["/api/daemons"]["get"]["parameters"]}
+    assert fleet_parameters >= {"q", "id", "status", "capability", "region", "sort", "limit", "cursor"}
     register = document["components"]["schemas"]["RegistrationIn"]
     assert register["required"] == ["daemonId", "version", "capabilities", "pollInterval", "registeredAt"]
 

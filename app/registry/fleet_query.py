@@ -1,8 +1,8 @@
 """Which daemons a fleet read asks for: filters, order and page (GET /api/daemons).
 
 Each filter is one entry of ``FILTERS``: its query parameter, how its value is
-read and the SQL condition it adds, so a new filter (a region, say) is one
-entry. Pages are keyset pages: the cursor names the last row's place in the
+read and the SQL condition it adds, so a new filter is one entry (the
+region's was). Pages are keyset pages: the cursor names the last row's place in the
 order, so paging on never repeats a row nor skips one that kept its place.
 """
 
@@ -21,7 +21,8 @@ from sqlalchemy import ColumnElement, and_, case, false, or_, true
 
 from app.models import STATUSES, daemons
 from app.registry import expiry
-from app.registry.schemas import DAEMON_ID_PATTERN, DAEMON_ID_RULE, InvalidInput
+from app.registry.regions import in_region
+from app.registry.schemas import DAEMON_ID_PATTERN, DAEMON_ID_RULE, InvalidInput, region_error
 from app.store.sql import json_array_contains
 
 STALE = "stale"
@@ -50,6 +51,12 @@ def _text(raw: str) -> str:
 def _daemon_id(raw: str) -> str:
     if not _DAEMON_ID.fullmatch(raw):
         raise ValueError(DAEMON_ID_RULE)
+    return raw
+
+
+def _region(raw: str) -> str:
+    if problem := region_error(raw):
+        raise ValueError(problem)
     return raw
 
 
@@ -94,6 +101,11 @@ FILTERS: Mapping[str, Filter] = {
         "Only daemons that declared this capability (exact).",
         _text,
         lambda name, now: json_array_contains(daemons.c.capabilities, name),
+    ),
+    "region": Filter(
+        "Only daemons in this region (exact; the rule of a registration's region).",
+        _region,
+        lambda region, now: in_region(region),
     ),
 }
 

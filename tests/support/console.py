@@ -7,7 +7,7 @@ FrozenClock to ``real_now()`` before daemons register.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
@@ -51,6 +51,43 @@ def watcher_tick(app: Flask) -> list[str]:
         return watcher.tick(watcher_of(app), lanes).stale
 
 
+def acquire(client: FlaskClient, lease: str, daemon_id: str) -> dict[str, Any]:
+    response = client.post(f"/api/leases/{lease}", json={"daemonId": daemon_id}, headers=HEADERS)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def release(client: FlaskClient, lease: str, daemon_id: str) -> None:
+    response = client.delete(f"/api/leases/{lease}?daemonId={daemon_id}", headers=HEADERS)
+    assert response.status_code == 204, response.get_json()
+
+
+def regions(client: FlaskClient) -> dict[str | None, dict[str, Any]]:
+    answer = client.get("/api/regions", headers=HEADERS).get_json()
+    return {entry["region"]: entry for entry in answer}
+
+
+def a_disrupted_region(app: Flask, client: FlaskClient, clock: Any) -> None:
+    """eu-west: w1-w4 fall silent together, w5 (degraded) stays; us-east: u1, u2 (unhealthy);
+    solo without a region. The real watcher ticks every 5 s of the moved clock and records
+    eu-west's outage, as in production; the clock ends at the machine's real time.
+    """
+    end = real_now()
+    clock.current = end - timedelta(seconds=70)
+    for n in range(1, 6):
+        register(client, f"w{n}", region="eu-west", capabilities=["queue"])
+    register(client, "u1", region="us-east", capabilities=["cron"])
+    register(client, "u2", region="us-east", capabilities=["queue"])
+    register(client, "solo", region=None)
+    statuses = {"w5": "degraded", "u1": "healthy", "u2": "unhealthy", "solo": "healthy"}
+    while clock.current < end:
+        clock.advance(5)
+        for daemon_id, status in statuses.items():
+            beat(client, daemon_id, status=status)
+        watcher_tick(app)
+    assert regions(client)["eu-west"]["disrupted"] is True
+
+
 def load(tab: BrowserPage, *, key: str | None = API_KEY, path: str = "/dashboard", query: str = "") -> Any:
     page = tab.page
     page.goto(f"{tab.traffic.base_url}{path}?poll={POLL_MS}{'&' + query if query else ''}")
@@ -64,6 +101,12 @@ def enter_key(page: Any, key: str) -> None:
     expect(page.get_by_label("API key")).to_be_focused()
     page.keyboard.type(key)
     page.keyboard.press("Enter")
+
+
+def no_horizontal_scroll(page: Any) -> None:
+    """Nothing on the page is wider than the window (a phone scrolls only down)."""
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"the page is {widths[0]} px wide in a {widths[1]} px window"
 
 
 def row(page: Any, daemon_id: str) -> Any:

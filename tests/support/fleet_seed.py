@@ -1,7 +1,8 @@
 """A fleet written straight into the database: thousands of daemons in a second or two.
 
 Each daemon gets its row and the registration event its history starts with, as the
-registry would have written them; a few in every hundred are stale, unhealthy or degraded.
+registry would have written them; a few in every hundred are stale, unhealthy or degraded,
+and they are spread over three regions.
 With ``day=True`` each also gets a day of history (spells of degraded and unhealthy, an
 outage now and then, hourly task buckets): what the console's pictures should show.
 """
@@ -19,6 +20,7 @@ from app.task_metrics.buckets import HOUR, floor
 MINUTE = timedelta(minutes=1)
 
 TTL = timedelta(seconds=60)
+REGIONS = ("eu-west", "us-east", "ap-south")
 CHUNK = 2000
 
 
@@ -104,6 +106,7 @@ def seed_fleet(
                 "version": f"2.{n % 4}",
                 "capabilities": ["queue", "cron"][: 1 + n % 2] + ([f"region-{n % 3}"] if n % 5 == 0 else []),
                 "poll_interval": 30_000,
+                "region": REGIONS[n % len(REGIONS)],
                 "registered_at": registered,
                 "session_started_at": registered,
                 "last_heartbeat": last,

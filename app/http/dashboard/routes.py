@@ -69,6 +69,10 @@ PAGE = """<!doctype html>
     <button type="submit">Show dashboard</button>
   </form>
   <div id="board" hidden>
+    <section id="regions-panel" class="regions" aria-labelledby="regions-title" hidden>
+      <h2 id="regions-title">Regions</h2>
+      <ul id="regions" class="region-list"></ul>
+    </section>
     <form id="filters" class="filters" role="search" aria-label="Find daemons">
       <div class="field"><label for="filter-q">Search id</label>
         <input id="filter-q" data-param="q" type="search" autocomplete="off" spellcheck="false"
@@ -86,17 +90,21 @@ PAGE = """<!doctype html>
         <input id="filter-capability" data-param="capability" list="capabilities" autocomplete="off"
           spellcheck="false" maxlength="128" placeholder="exact, e.g. queue">
         <datalist id="capabilities"></datalist></div>
+      <div class="field" id="region-field"><label for="filter-region">Region</label>
+        <select id="filter-region" data-param="region">
+          <option value="">Any region</option>
+        </select></div>
       <button id="clear-filters" type="reset">Clear</button>
     </form>
     <div class="table-wrap">
-      <table id="daemons">
+      <table id="daemons" class="cards">
         <caption>Daemons <span id="matching" class="muted"></span> <span id="data-age" class="muted"></span></caption>
         <thead><tr>
           <th scope="col">Status</th><th scope="col">Daemon</th>
           <th scope="col">Last&nbsp;24&nbsp;h</th><th scope="col" class="num">Uptime&nbsp;24&nbsp;h</th>
-          <th scope="col">Last seen</th><th scope="col" class="opt">Version</th>
+          <th scope="col">Last seen</th><th scope="col">Region</th><th scope="col" class="opt wide">Version</th>
           <th scope="col" class="opt">Capabilities</th>
-          <th scope="col" class="num opt">Tasks processed</th><th scope="col" class="opt">Current task</th>
+          <th scope="col" class="num opt">Tasks processed</th><th scope="col" class="opt wide">Current task</th>
           <th scope="col" class="num">Errors&nbsp;24&nbsp;h</th><th scope="col" class="num">Avg task&nbsp;24&nbsp;h</th>
           <th scope="col">Tasks&nbsp;24&nbsp;h</th>
         </tr></thead>
@@ -109,6 +117,17 @@ PAGE = """<!doctype html>
       <span id="page-info" class="muted"></span>
       <button id="page-next" type="button">Next page</button>
     </nav>
+    <section id="leases-panel" aria-labelledby="leases-title" hidden>
+      <h2 id="leases-title">Leases</h2>
+      <table id="leases" class="cards">
+        <caption class="visually-hidden">Leases and who holds them</caption>
+        <thead><tr>
+          <th scope="col">Lease</th><th scope="col">Holder</th><th scope="col" class="num">Token</th>
+          <th scope="col">Since</th><th scope="col">Expires</th>
+        </tr></thead>
+        <tbody></tbody>
+      </table>
+    </section>
     <section class="events" aria-labelledby="events-title">
       <h2 id="events-title">Recent events</h2>
       <ol id="events" class="event-list"></ol>
@@ -119,6 +138,10 @@ PAGE = """<!doctype html>
     <h2 id="detail-title"></h2>
     <p id="detail-missing" class="key-error" hidden></p>
     <dl id="detail-state" class="state"></dl>
+    <section aria-labelledby="held-title">
+      <h3 id="held-title">Leases held</h3>
+      <ul id="held" class="held-list"></ul>
+    </section>
     <section aria-labelledby="availability-title">
       <h3 id="availability-title">Availability</h3>
       <nav class="windows" aria-label="Period">
@@ -127,7 +150,7 @@ PAGE = """<!doctype html>
         <a data-window="30d" href="?window=30d">30 days</a>
       </nav>
       <p id="detail-uptime" class="big"></p>
-      <div id="split" class="split" role="img"></div>
+      <div id="split" class="split"></div>
       <ul id="split-legend" class="legend"></ul>
       <table id="down-intervals">
         <caption>Down intervals</caption>

@@ -1,8 +1,9 @@
 // Operator's console: plain JavaScript, no build step, no outside resources.
-// Reads only side-effect-free views (/api/daemons, /api/daemons/history, /api/events, one
-// daemon's /uptime and /metrics); never /api/daemon/health, whose stale report is once-only
-// and belongs to alerting. What it asks for follows the screen, not the fleet: one page of
-// daemons, the history of the daemons on that page, and the events since the last poll.
+// Reads only side-effect-free views (/api/daemons, /api/daemons/history, /api/events,
+// /api/regions, /api/leases, one daemon's /uptime and /metrics); never /api/daemon/health,
+// whose stale report is once-only and belongs to alerting. What it asks for follows the
+// screen, not the fleet: one page of daemons, the history of the daemons on that page, the
+// events since the last poll, and the regions and leases (a handful each, not per daemon).
 "use strict";
 (() => {
   const KEY = "daemonHealth.apiKey"; // sessionStorage only: never the URL, never localStorage
@@ -16,6 +17,9 @@
   const requested = Number(new URLSearchParams(location.search).get("poll"));
   const POLL_MS = Number.isFinite(requested) && requested >= 100 ? requested : 5000;
   const HISTORY_EVERY_MS = POLL_MS * 12; // 60 s at the default 5 s
+  // Regions and leases change at the pace of a TTL (a holder or a region goes silent for
+  // one before anything moves), so every third poll: 15 s at the default 5 s.
+  const AROUND_EVERY_MS = POLL_MS * 3;
   const $ = (id) => document.getElementById(id);
   const filterControls = [...document.querySelectorAll("#filters [data-param]")];
 
@@ -27,6 +31,8 @@
   const rows = new Map(); // daemonId -> <tr>
   let lastEventId = null, caughtUp = false;
   const capabilities = new Set();
+  let regionNames = [], aroundShown = "", heldShown = "";
+  let disrupted = null; // the regions disrupted at the last read (null: none read yet)
 
   class AuthError extends Error {}
   class Cancelled extends Error {} // an answer that arrived after the view, filters or key changed
@@ -214,8 +220,8 @@
   // --- the list -------------------------------------------------------------------------
   const COLUMNS = [
     ["status", "Status"], ["id", "Daemon"], ["history", "Last 24 h"], ["num uptime", "Uptime 24 h"],
-    ["age", "Last seen"], ["opt", "Version"], ["opt", "Capabilities"], ["num opt", "Tasks processed"],
-    ["opt", "Current task"], ["num", "Errors 24 h"], ["num", "Avg task 24 h"], ["chart", "Tasks 24 h"],
+    ["age", "Last seen"], ["region", "Region"], ["opt wide", "Version"], ["opt", "Capabilities"], ["num opt", "Tasks processed"],
+    ["opt wide", "Current task"], ["num", "Errors 24 h"], ["num", "Avg task 24 h"], ["chart", "Tasks 24 h"],
   ];
 
   function listQuery(cursor) {
@@ -281,7 +287,7 @@
       d.capabilities.forEach((c) => capabilities.add(c));
       if (!rows.has(d.daemonId)) rows.set(d.daemonId, newRow(d.daemonId));
       const tr = rows.get(d.daemonId);
-      const [status, , strip, up, seen, version, caps, tasks, task, errors, avg, spark] = tr.children;
+      const [status, , strip, up, seen, region, version, caps, tasks, task, errors, avg, spark] = tr.children;
       const h = recent.get(d.daemonId);
       tr.className = d.stale ? "stale" : `is-${d.status}`;
       put(status, [d.stale, d.status, d.maintenance], () => badge(d));
@@ -293,6 +299,7 @@
         time.title = `last heartbeat received ${d.lastHeartbeat}`;
         return time;
       });
+      put(region, d.region);
       put(version, d.version);
       put(caps, d.capabilities.join(", "));
       put(tasks, count(d.tasksProcessed));
@@ -372,6 +379,117 @@
     return chart;
   }
 
+  // --- regions and leases ------------------------------------------------------------------
+  async function pollAround() {
+    const [regions, leases] = await Promise.all([get("/regions"), get("/leases")]);
+    const shown = JSON.stringify([regions, leases.leases]);
+    if (shown === aroundShown) return; // redraw only on change: a focused link keeps its focus
+    aroundShown = shown;
+    renderRegions(regions);
+    renderLeases(leases.leases);
+  }
+
+  // A region per card: its counts, problems coloured, and a disrupted badge (a region outage).
+  function renderRegions(regions) {
+    const named = regions.filter((r) => r.region !== null);
+    $("regions-panel").hidden = !named.length; // a fleet without regions sees no panel
+    $("regions").replaceChildren(...regions.map((r) => {
+      const li = el("li", undefined, `region-card${r.disrupted ? " disrupted" : ""}`);
+      const name = el("strong", undefined, "name");
+      if (r.region === null) name.append(el("span", "no region", "muted"));
+      else name.append(regionLink(r.region));
+      li.append(name);
+      if (r.disrupted) li.append(" ", el("span", "disrupted", "badge st-disrupted"));
+      const counts = el("p", undefined, "region-counts");
+      for (const field of ["active", "stale", "unhealthy", "degraded"]) {
+        // Stale and unhealthy counts in red, the alarm colour; degraded stays plain beside them.
+        const n = el("span", undefined, (field === "stale" || field === "unhealthy") && r[field] ? `alarm-${field}` : "");
+        n.append(el("strong", count(r[field])), ` ${field}`);
+        counts.append(n, " ");
+      }
+      li.append(counts);
+      if (r.lastHeartbeat) {
+        const seen = el("p", "last heartbeat ", "muted small"), time = el("time", undefined, "age");
+        time.dateTime = r.lastHeartbeat; // its text counts up with the clock (tickClock)
+        seen.append(time);
+        li.append(seen);
+      }
+      return li;
+    }));
+    regionNames = named.map((r) => r.region);
+    regionChoices();
+    announceOutages(new Set(named.filter((r) => r.disrupted).map((r) => r.region)));
+    tickClock();
+  }
+  // For screen readers, as a new stale daemon is: outages that began or ended since the last read.
+  function announceOutages(now) {
+    if (disrupted) {
+      const words = [...now].filter((r) => !disrupted.has(r)).map((r) => `Region ${r} is disrupted.`)
+        .concat([...disrupted].filter((r) => !now.has(r)).map((r) => `Region ${r} recovered.`));
+      if (words.length) $("announce").textContent = words.join(" ");
+    }
+    disrupted = now;
+  }
+  function regionLink(region) {
+    const a = el("a", region);
+    a.href = withPoll(`${home}?region=${encodeURIComponent(region)}`);
+    return a;
+  }
+  // The region filter offers the regions /api/regions knows, and the URL's own (a shared link
+  // may name one before the regions arrive, or one with no daemons left).
+  function regionChoices() {
+    const select = $("filter-region"), chosen = filters().get("region") || "";
+    const names = [...new Set([...regionNames, ...(chosen ? [chosen] : [])])].sort();
+    if (JSON.stringify(names) !== JSON.stringify([...select.options].slice(1).map((o) => o.value))) {
+      select.replaceChildren(select.options[0], ...names.map((name) => {
+        const option = el("option", name);
+        option.value = name;
+        return option;
+      }));
+    }
+    select.value = chosen;
+    $("region-field").hidden = !names.length;
+  }
+
+  // Who holds each lease, from when and until when (its holder's expiry, moved by heartbeats).
+  function renderLeases(leases) {
+    $("leases-panel").hidden = !leases.length;
+    document.querySelector("#leases tbody").replaceChildren(...leases.map((lease) => {
+      const tr = el("tr"), name = el("th", lease.name, "id");
+      name.scope = "row";
+      const holder = el("td");
+      holder.append(lease.holder === null ? el("span", "free", "badge free") : daemonLink(lease.holder));
+      tr.append(name, holder, el("td", count(lease.token), "num"), timeCell(lease.acquiredAt), timeCell(lease.expiresAt));
+      ["Lease", "Holder", "Token", "Since", "Expires"].forEach((label, i) => { tr.children[i].dataset.label = label; });
+      return tr;
+    }));
+  }
+  function timeCell(iso) {
+    const td = el("td");
+    td.append(iso === null ? none() : timeOf(iso));
+    return td;
+  }
+  function timeOf(iso) {
+    const time = el("time", clockTime(iso));
+    time.dateTime = iso;
+    return time;
+  }
+
+  // One daemon's page: the leases it holds (none once its session ends).
+  async function pollHeld() {
+    const { id } = view();
+    const held = (await get("/leases")).leases.filter((lease) => lease.holder === id);
+    const shown = JSON.stringify(held);
+    if (shown === heldShown) return;
+    heldShown = shown;
+    $("held").replaceChildren(...(held.length ? held.map((lease) => {
+      const li = el("li");
+      li.append(el("strong", lease.name, "name"), ` token ${count(lease.token)}, since `, timeOf(lease.acquiredAt),
+        ", expires ", timeOf(lease.expiresAt));
+      return li;
+    }) : [el("li", "None.", "muted")]));
+  }
+
   // --- events -----------------------------------------------------------------------------
   async function pollEvents() {
     // The first read takes the newest page; then the feed only pages forward from there.
@@ -429,7 +547,7 @@
     const facts = d ? [
       ["Status", () => badge(d)],
       ["Last seen", () => { const t = el("time"); t.dateTime = d.lastHeartbeat; t.className = "age"; return t; }],
-      ["Version", d.version], ["Capabilities", d.capabilities.join(", ") || null],
+      ["Region", d.region], ["Version", d.version], ["Capabilities", d.capabilities.join(", ") || null],
       ["Tasks processed", count(d.tasksProcessed)], ["Current task", d.currentTask],
       ["Registered", clockTime(d.registeredAt)], ["Heartbeat every", duration(d.pollInterval / 1000)],
       ["Expires", clockTime(d.expiresAt)],
@@ -473,6 +591,7 @@
       $("detail-uptime").textContent = `No history in the last ${words}.`;
       $("split").replaceChildren();
       $("split").removeAttribute("aria-label");
+      $("split").removeAttribute("role");
       $("split-legend").replaceChildren();
       tbody.replaceChildren(emptyRow("No down time in this period.", 4));
       return;
@@ -487,6 +606,8 @@
       return segment;
     }));
     const legend = parts.map((p) => `${p.label} ${duration(p.seconds)} (${(p.seconds / total * 100).toFixed(1)} %)`);
+    // An image only once it has words: before the answer, an unnamed image is an axe violation.
+    $("split").setAttribute("role", "img");
     $("split").setAttribute("aria-label", `Time by status: ${legend.join(", ")}`);
     $("split-legend").replaceChildren(...parts.map((p, i) => {
       const li = el("li");
@@ -554,7 +675,7 @@
   // --- every second: ages count up; the banner says how old the shown data is -------------
   function tickClock() {
     const now = serverNow();
-    for (const t of document.querySelectorAll("#daemons td.age time, #detail-state time.age")) {
+    for (const t of document.querySelectorAll("#daemons td.age time, #detail-state time.age, #regions time.age")) {
       const text = ago(now - Date.parse(t.dateTime));
       if (t.textContent !== text) t.textContent = text;
     }
@@ -597,6 +718,8 @@
       loop(async () => { await pollFleet(); await pollEvents(); }, POLL_MS, mine);
       // Every minute, unless news about the page's daemons already brought it in the last half.
       loop(async () => { if (historyAt && Date.now() - historyAt >= HISTORY_EVERY_MS / 2) await pollHistory(); }, HISTORY_EVERY_MS, mine);
+      regionChoices();
+      loop(pollAround, AROUND_EVERY_MS, mine);
     } else {
       $("detail-title").textContent = current.id;
       for (const a of document.querySelectorAll(".windows a")) {
@@ -604,6 +727,9 @@
       }
       loop(pollDetail, POLL_MS, mine);
       loop(pollDetailHistory, HISTORY_EVERY_MS, mine);
+      heldShown = "";
+      $("held").replaceChildren(); // another daemon's leases must not linger while its own load
+      loop(pollHeld, AROUND_EVERY_MS, mine);
     }
   }
 
@@ -621,6 +747,8 @@
     clearList();
     cursors = [];
     fleetAt = 0; lastEventId = null; caughtUp = false; shownStale = -1;
+    aroundShown = "";
+    disrupted = null;
     setFailure(null);
     $("events").replaceChildren();
     $("detail-state").replaceChildren();
