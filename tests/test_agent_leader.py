@@ -94,14 +94,24 @@ def test_stopping_the_leader_releases_and_the_standby_takes_over(live, candidate
     assert time.monotonic() - stopped < 1.0
 
 
-def test_a_session_ended_by_the_service_ends_the_term(live, candidates, app) -> None:
+def test_an_operators_deregistration_ends_the_term_until_an_operator_registers_it(
+    live, candidates, app
+) -> None:
     a = candidates(live, "daemon_a")
     wait_for(lambda: a.ticks, what="a to lead")
-    Reader(app).delete("daemon_a")  # an operator deregisters it: the lease goes with the session
+    reader = Reader(app)
+    reader.delete("daemon_a")  # an operator deregisters it: the lease goes with the session
     wait_for(lambda: a.lost, what="a to learn it lost the lease")
     assert a.lost[0][0] == 1
     ticks_then = len(a.ticks)
-    # It registers again and, the lease being free, leads again: a new term, a new token.
+    # A planned stop: the agent does not register itself again, so no new term begins.
+    wait_for(lambda: a.heartbeater.deregistered_by_operator, what="a to see the planned stop")
+    time.sleep(0.3)
+    assert len(a.ticks) == ticks_then
+    # An operator lifts it; the lease being free, a leads again: a new term, a new token.
+    registered = reader.client.post("/api/daemon/register", json=registration(daemonId="daemon_a"),
+                                    headers={"X-API-Key": API_KEY})
+    assert registered.status_code == 201
     wait_for(lambda: len(a.ticks) > ticks_then and a.ticks[-1] == 2, what="a new term")
     assert set(a.ticks[ticks_then:]) == {2}
 
@@ -127,8 +137,10 @@ def test_a_lease_taken_by_another_daemon_ends_the_term_on_409(live, candidates, 
     assert len(a.ticks) == ticks_then  # no callback after the loss
 
 
-def test_heartbeats_failing_end_the_term_within_the_ttl(app: Flask, candidates) -> None:
-    with serving(app) as (url, _):
+def test_heartbeats_failing_end_the_term_within_the_ttl(app, make_app, candidates) -> None:
+    # The service's TTL is what the agent paces itself by (its registration answer says it);
+    # ``app`` wiped the tables.
+    with serving(make_app(daemon_ttl_seconds=1)) as (url, _):
         a = candidates(url, "daemon_a", ttl_seconds=1.0)
         wait_for(lambda: a.ticks, what="a to lead")
         stopped = time.monotonic()
