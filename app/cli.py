@@ -167,15 +167,16 @@ daemons_cli.add_command(maintenance_cli)
     "--daemon", "daemon_ids", multiple=True, metavar="ID", help="Cover this daemon (repeatable)."
 )
 @click.option("--capability", help="Cover every daemon with this capability.")
+@click.option("--region", help="Cover every daemon in this region.")
 @click.option("--from", "starts", metavar="TIME", help="ISO-8601 start (default: now).")
 @click.option("--to", "ends", metavar="TIME", help="ISO-8601 end.")
 @click.option("--for", "length", metavar="DURATION", help="Length instead of --to: 30m, 2h, 1d.")
 @click.option("--reason", required=True, help="What the work is (shown to operators).")
 def start_maintenance(
-    daemon_ids: tuple[str, ...], capability: str | None, starts: str | None, ends: str | None,
-    length: str | None, reason: str,
+    daemon_ids: tuple[str, ...], capability: str | None, region: str | None, starts: str | None,
+    ends: str | None, length: str | None, reason: str,
 ) -> None:
-    """Open a window (the whole fleet unless --daemon or --capability) and print its id.
+    """Open a window (the whole fleet unless --daemon, --capability or --region) and print its id.
 
     Only the id goes to stdout, so a deploy script can keep it:
     WINDOW=$(flask --app wsgi daemons maintenance start --capability cron --for 30m --reason deploy)
@@ -197,6 +198,8 @@ def start_maintenance(
         body["daemonIds"] = list(daemon_ids)
     if capability is not None:
         body["capability"] = capability
+    if region is not None:
+        body["region"] = region
     try:
         spec = windows.check(parse_body(MaintenanceIn, json.dumps(body).encode()), now=now())
     except InvalidInput as exc:
@@ -212,7 +215,7 @@ def start_maintenance(
 
 
 _OPTIONS = {"from": "--from", "to": "--to/--for", "reason": "--reason", "daemonIds": "--daemon",
-            "capability": "--capability"}
+            "capability": "--capability", "region": "--region"}
 
 
 def _cli_timestamp(option: str, value: str) -> datetime:
@@ -226,6 +229,7 @@ def _describe_window(window: dict) -> str:
     covers = (
         f"daemons {', '.join(window['daemonIds'])}" if window["daemonIds"] is not None
         else f"capability {window['capability']}" if window["capability"] is not None
+        else f"region {window['region']}" if window["region"] is not None
         else "the whole fleet"
     )
     when = f"{window['from']} to {window['to']}"

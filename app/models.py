@@ -30,7 +30,7 @@ EVENT_KINDS = ("registered", "status_changed", "stale", "deregistered")
 # suppressed: the event fell inside a maintenance window (app/maintenance/), so it is never sent.
 DELIVERY_STATES = ("pending", "delivered", "failed", "suppressed")
 # What a maintenance window covers: every daemon, the listed ones, or those with a capability.
-MAINTENANCE_SELECTORS = ("fleet", "daemons", "capability")
+MAINTENANCE_SELECTORS = ("fleet", "daemons", "capability", "region")
 # The tables an alert delivery's event comes from (app/alerts/outbox.py).
 DELIVERY_SOURCES = ("daemon_events", "alert_events")
 # How a lease hold ended: released by its holder, or lost with the holder's session.
@@ -292,6 +292,7 @@ class MaintenanceWindow(Base):
         CheckConstraint(_in("selector", MAINTENANCE_SELECTORS), name="selector"),
         CheckConstraint("starts_at < ends_at", name="runs_forwards"),
         CheckConstraint("(selector = 'capability') = (capability IS NOT NULL)", name="capability"),
+        CheckConstraint("(selector = 'region') = (region IS NOT NULL)", name="region"),
         # Current and upcoming windows: those that have not ended.
         Index(None, "ends_at"),
     )
@@ -302,6 +303,7 @@ class MaintenanceWindow(Base):
     reason: Mapped[str] = mapped_column(String(256))
     selector: Mapped[str] = mapped_column(String(16))
     capability: Mapped[str | None] = mapped_column(String(64))
+    region: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # When an operator ended it before its planned end (ends_at was moved there).
     ended_early_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -381,3 +381,11 @@ def test_alerts_and_uptime_agree_on_what_a_window_covers(
     report = api("GET", "daemon_macmini_1/uptime?from=" + iso(0) + "&to=" + iso(120)).get_json()
     assert (report["plannedDownSeconds"], report["downSeconds"]) == ((1, 59) if covered else (0, 60))
     assert report["incidents"] == 1
+
+
+def test_a_region_window_silences_only_that_regions_daemons(api, receiver, watch, maintenance):
+    maintenance(600, region="eu-west")
+    api("POST", "register", registration(daemonId="eu_worker", region="eu-west"))
+    api("POST", "register", registration(daemonId="us_worker", region="us-east"))
+    watch(61)
+    assert _types(receiver) == [("daemon.stale", "us_worker")]

@@ -170,6 +170,41 @@ def test_capability_selects_daemons_that_had_it_when_they_went_down(
     assert seconds(fleet["queue_worker"]) == (960, 540, 0, 1)
 
 
+@pytest.mark.parametrize("recorded_by", ["nobody", "watcher", "health"])
+def test_region_selects_daemons_that_were_in_it_when_they_went_down(
+    clock, engine, make_daemon, open_window, alive, uptime, read_health, recorded_by
+):
+    from app.registry import service
+
+    open_window(600, 1800, region="eu-west")
+    make_daemon(daemonId="eu_worker", region="eu-west")
+    make_daemon(daemonId="us_worker", region="us-east")
+    make_daemon(daemonId="nowhere_worker")  # no region: a region window never covers it
+    alive(900, "eu_worker", "us_worker", "nowhere_worker")
+    clock.advance(600)  # all down from 960, now 1500
+    # The outage's region comes from the row until the expiry is recorded, then from the event.
+    if recorded_by == "watcher":
+        with engine.connect() as conn:
+            assert len(service.record_expiries(conn, now=clock.now())) == 3
+    elif recorded_by == "health":
+        assert len(read_health()["stale"]) == 3
+    fleet = {d["daemonId"]: d for d in uptime(**{"from": iso(0), "to": iso(1500)})["daemons"]}
+    assert seconds(fleet["eu_worker"]) == (960, 0, 540, 0)
+    assert seconds(fleet["us_worker"]) == (960, 540, 0, 1)
+    assert seconds(fleet["nowhere_worker"]) == (960, 540, 0, 1)
+
+
+def test_a_region_window_is_echoed_and_named_in_the_fleet_view(client, clock, make_daemon, open_window):
+    make_daemon(daemonId="eu_worker", region="eu-west")
+    make_daemon(daemonId="us_worker", region="us-east")
+    window = open_window(0, 600, region="eu-west")
+    assert (window["region"], window["capability"], window["daemonIds"]) == ("eu-west", None, None)
+    daemons = client.get("/api/daemons", headers=HEADERS).get_json()["daemons"]
+    covered = {d["daemonId"]: d["maintenance"] for d in daemons}
+    assert covered == {"eu_worker": {"id": window["id"], "reason": "deploy", "to": iso(600)},
+                       "us_worker": None}
+
+
 def test_deregistration_inside_a_window_stays_a_deregistration(
     clock, client, open_window, make_daemon, alive, uptime
 ):
@@ -223,8 +258,8 @@ def test_open_window_echoes_it_with_an_id(open_window):
     assert isinstance(window["id"], int)
     assert window == {
         "id": window["id"], "from": iso(600), "to": iso(1800), "reason": "kernel upgrade",
-        "daemonIds": None, "capability": "cron", "state": "upcoming", "createdAt": iso(0),
-        "endedEarlyAt": None,
+        "daemonIds": None, "capability": "cron", "region": None, "state": "upcoming",
+        "createdAt": iso(0), "endedEarlyAt": None,
     }
 
 
@@ -283,6 +318,9 @@ GOOD = {"from": iso(600), "to": iso(1800), "reason": "deploy"}
     ("body", "fields"),
     [
         ({**GOOD, "daemonIds": ["a"], "capability": "cron"}, {"daemonIds", "capability"}),
+        ({**GOOD, "capability": "cron", "region": "eu-west"}, {"capability", "region"}),
+        ({**GOOD, "region": "eu west"}, {"region"}),
+        ({**GOOD, "region": "r" * 65}, {"region"}),
         ({**GOOD, "daemonIds": []}, {"daemonIds"}),
         ({**GOOD, "daemonIds": ["ok", "not ok"]}, {"daemonIds[1]"}),
         ({**GOOD, "daemonIds": ["heartbeat"]}, {"daemonIds[0]"}),
@@ -378,7 +416,7 @@ def test_cli_covers_listed_daemons_between_given_times(app, client):
         (["--reason", "x"], "exactly one of --to and --for"),
         (["--for", "soon"], "--for"),
         (["--to", "noon"], "--to"),
-        (["--for", "30m", "--daemon", "a", "--capability", "cron"], "--capability give daemonIds"),
+        (["--for", "30m", "--daemon", "a", "--capability", "cron"], "--capability give one of daemonIds, capability or region"),
         (["--for", "30m", "--daemon", "not ok"], "--daemon must be 1-128 characters"),
         (["--from", iso(-7200), "--to", iso(-3600)], "--to/--for must be in the future"),
         (["--for", "32d"], "--to/--for must be at most 31 days"),

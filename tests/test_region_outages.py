@@ -7,6 +7,7 @@ daemons that stay up heartbeat at each tick.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -17,7 +18,7 @@ from app.alerts import watcher as watchers
 from app.alerts.lanes import Lanes
 from app.cli import watcher_of
 from app.http.context import database
-from app.models import daemon_events
+from app.models import alert_deliveries, alert_events, daemon_events
 from config import Settings
 from tests.support.alerting import SECRET
 from tests.support.watching import settled_tick
@@ -257,3 +258,16 @@ def test_with_a_long_ttl_a_stale_alert_is_held_ten_minutes_at_most(make_app, app
         assert _alerts(receiver) == []
         fleet.run(TICK)  # 7800 s: ten minutes after it went stale
     assert _alerts(receiver) == [("daemon.stale", "w1")]
+
+
+def test_a_region_drained_inside_its_maintenance_window_pages_nobody(fleet, receiver, engine):
+    window = {"from": START.isoformat(), "to": (START + timedelta(hours=1)).isoformat(),
+              "reason": "draining eu-west", "region": "eu-west"}
+    assert fleet.client.post("/api/maintenance", json=window, headers=HEADERS).status_code == 201
+    _staggered_outage(fleet)
+    fleet.run(3 * TTL)
+    assert receiver.received == []  # neither the region's alert nor its daemons' own
+    with engine.connect() as conn:
+        kinds = conn.execute(select(alert_events.c.alert_type)).scalars().all()
+        states = set(conn.execute(select(alert_deliveries.c.state)).scalars())
+    assert kinds == ["region.disrupted"] and states == {"suppressed"}  # recorded all the same

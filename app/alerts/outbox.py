@@ -174,16 +174,21 @@ def _maintenance_window(conn: Connection, source: _Source, event: Row[Any]) -> i
     """The maintenance window covering the event's daemon when it happened, if any.
 
     A history event carries the daemon's state; an alert event names its daemon in
-    its figures (a region's alert names none, and no window covers it).
+    its figures, or, for a region's outage, only its region (covered by a window
+    over that region or the whole fleet).
     """
     if source.table is daemon_events:
-        daemon_id, capabilities = event.daemon_id, (event.state or {}).get("capabilities") or []
+        state = event.state or {}
+        daemon_id, capabilities, region = event.daemon_id, state.get("capabilities") or [], state.get("region")
     else:
         daemon_id = event.payload.get("daemonId")
-        if daemon_id is None:
-            return None
-        capabilities = conn.scalar(select(daemons.c.capabilities).where(daemons.c.daemon_id == daemon_id)) or []
-    window = coverage.covering(coverage.active_windows(conn, at=event.occurred_at), daemon_id, capabilities)
+        row = None if daemon_id is None else conn.execute(
+            select(daemons.c.capabilities, daemons.c.region).where(daemons.c.daemon_id == daemon_id)
+        ).first()
+        capabilities = row.capabilities if row is not None else []
+        region = row.region if row is not None else event.payload.get("region")
+    windows = coverage.active_windows(conn, at=event.occurred_at)
+    window = coverage.covering(windows, daemon_id, capabilities, region)
     return None if window is None else window.id
 
 

@@ -37,7 +37,7 @@ def list_daemons() -> Response:
     windows = coverage.active_windows(conn, at=now())
     for daemon in fleet["daemons"]:
         # The running maintenance window that covers it, so screens can show it as planned.
-        window = coverage.covering(windows, daemon["daemonId"], daemon["capabilities"])
+        window = coverage.covering(windows, daemon["daemonId"], daemon["capabilities"], daemon["region"])
         daemon["maintenance"] = None if window is None else {
             "id": window.id, "reason": window.reason, "to": isoformat_z(window.ends_at)
         }

@@ -2,8 +2,8 @@
 
 The same rule as the ``daemon_timeline`` view's (migration 0013) for spans of
 time: a window covers the moments from its ``from`` up to, not including, its
-``to``, for every daemon (fleet), the daemons it lists, or the daemons that have
-its capability. Tests hold the two to the same answers.
+``to``, for every daemon (fleet), the daemons it lists, the daemons that have
+its capability, or the daemons in its region. Tests hold the two to the same answers.
 """
 
 from __future__ import annotations
@@ -26,13 +26,16 @@ class ActiveWindow:
     ends_at: datetime
     selector: str
     capability: str | None
+    region: str | None
     daemon_ids: frozenset[str]
 
-    def covers(self, daemon_id: str, capabilities: Collection[str]) -> bool:
+    def covers(self, daemon_id: str | None, capabilities: Collection[str], region: str | None) -> bool:
         if self.selector == "daemons":
             return daemon_id in self.daemon_ids
         if self.selector == "capability":
             return self.capability in capabilities
+        if self.selector == "region":
+            return region is not None and region == self.region
         return True  # the whole fleet
 
 
@@ -50,7 +53,7 @@ def active_windows(conn: Connection, *, at: datetime) -> list[ActiveWindow]:
             listed.setdefault(window_id, set()).add(daemon_id)
     return [
         ActiveWindow(
-            row.id, row.reason, row.ends_at, row.selector, row.capability,
+            row.id, row.reason, row.ends_at, row.selector, row.capability, row.region,
             frozenset(listed.get(row.id, ())),
         )
         for row in rows
@@ -58,7 +61,9 @@ def active_windows(conn: Connection, *, at: datetime) -> list[ActiveWindow]:
 
 
 def covering(
-    windows: list[ActiveWindow], daemon_id: str, capabilities: Collection[str]
+    windows: list[ActiveWindow], daemon_id: str | None, capabilities: Collection[str], region: str | None
 ) -> ActiveWindow | None:
-    """The first of ``windows`` that covers the daemon, if any."""
-    return next((window for window in windows if window.covers(daemon_id, capabilities)), None)
+    """The first of ``windows`` that covers the daemon (None: a region's alert), if any."""
+    return next(
+        (window for window in windows if window.covers(daemon_id, capabilities, region)), None
+    )

@@ -6,15 +6,15 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from app.registry.schemas import DaemonId, ShortText, Timestamp, _Body, storable_text
+from app.registry.schemas import DaemonId, Region, ShortText, Timestamp, _Body, storable_text
 
 MAX_DAEMON_IDS = 1000
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(storable_text)]
 
 
 class MaintenanceIn(_Body):
-    """``POST /api/maintenance``. The selector is ``daemonIds`` or ``capability``, or
-    neither for the whole fleet (a ``region`` joins them when daemons have regions)."""
+    """``POST /api/maintenance``. The selector is ``daemonIds``, ``capability`` or
+    ``region``, or none of them for the whole fleet."""
 
     starts_at: Timestamp = Field(alias="from")
     ends_at: Timestamp = Field(alias="to")
@@ -23,3 +23,4 @@ class MaintenanceIn(_Body):
         default=None, alias="daemonIds", max_length=MAX_DAEMON_IDS
     )
     capability: ShortText | None = None
+    region: Region | None = None

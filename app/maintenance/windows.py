@@ -33,15 +33,18 @@ class WindowSpec:
     selector: str
     daemon_ids: tuple[str, ...] = ()
     capability: str | None = None
+    region: str | None = None
 
 
 def check(body: MaintenanceIn, *, now: datetime) -> WindowSpec:
     """The rules beyond each field's own: one selector, a window that runs forwards,
     reaches past now and is at most MAX_LENGTH long. InvalidInput names the fields."""
     details: dict[str, str] = {}
-    if body.daemon_ids is not None and body.capability is not None:
-        both = "give daemonIds or capability (or neither, for the whole fleet), not both"
-        details.update(daemonIds=both, capability=both)
+    given = {"daemonIds": body.daemon_ids, "capability": body.capability, "region": body.region}
+    chosen = [field for field, value in given.items() if value is not None]
+    if len(chosen) > 1:
+        one = "give one of daemonIds, capability or region (or none, for the whole fleet), not several"
+        details.update(dict.fromkeys(chosen, one))
     elif body.daemon_ids == []:
         details["daemonIds"] = "must list at least one daemon; leave it out for the whole fleet"
     starts_at = max(body.starts_at, now)
@@ -62,6 +65,8 @@ def check(body: MaintenanceIn, *, now: datetime) -> WindowSpec:
         return WindowSpec(starts_at, body.ends_at, body.reason, "daemons", daemon_ids)
     if body.capability is not None:
         return WindowSpec(starts_at, body.ends_at, body.reason, "capability", capability=body.capability)
+    if body.region is not None:
+        return WindowSpec(starts_at, body.ends_at, body.reason, "region", region=body.region)
     return WindowSpec(starts_at, body.ends_at, body.reason, "fleet")
 
 
@@ -76,6 +81,7 @@ def create(conn: Connection, spec: WindowSpec, *, now: datetime) -> dict[str, An
                 reason=spec.reason,
                 selector=spec.selector,
                 capability=spec.capability,
+                region=spec.region,
                 created_at=now,
             )
             .returning(maintenance_windows)
@@ -172,6 +178,7 @@ def wire(window: Row[Any], daemon_ids: list[str], *, now: datetime) -> dict[str,
         "reason": window.reason,
         "daemonIds": daemon_ids if window.selector == "daemons" else None,
         "capability": window.capability,
+        "region": window.region,
         "state": state(window, now=now),
         "createdAt": isoformat_z(window.created_at),
         "endedEarlyAt": isoformat_z(window.ended_early_at) if window.ended_early_at else None,

@@ -39,6 +39,7 @@ class FleetCollector(Collector):
                 daemons.c.tasks_failed,
                 daemons.c.task_time_ms,
                 daemons.c.capabilities,
+                daemons.c.region,
                 expiry.live(self.now).label("alive"),
             ).order_by(daemons.c.daemon_id)
         ).all()
@@ -80,24 +81,27 @@ class FleetCollector(Collector):
         )
         windows = coverage.active_windows(self.conn, at=self.now)
 
-        def planned(daemon_id: str, capabilities: list[str]) -> float:
-            return 0.0 if coverage.covering(windows, daemon_id, capabilities) is None else 1.0
+        def planned(daemon_id: str, capabilities: list[str], region: str | None) -> float:
+            return 0.0 if coverage.covering(windows, daemon_id, capabilities, region) is None else 1.0
 
         counts = {"active": 0, "stale": 0}
         for row in rows:
             alive = row.alive
             counts["active" if alive else "stale"] += 1
             up.add_metric([row.daemon_id], 1.0 if alive else 0.0)
-            maintenance.add_metric([row.daemon_id], planned(row.daemon_id, row.capabilities))
+            maintenance.add_metric([row.daemon_id], planned(row.daemon_id, row.capabilities, row.region))
             for name in STATUSES:
                 status.add_metric([row.daemon_id, name], 1.0 if row.status == name else 0.0)
             last_seen.add_metric([row.daemon_id], row.last_heartbeat.timestamp())
             tasks.add_metric([row.daemon_id], float(row.tasks_processed))
             failed.add_metric([row.daemon_id], float(row.tasks_failed))
             task_seconds.add_metric([row.daemon_id], row.task_time_ms / 1000.0)
-        for daemon_id, state in self._reaped_while_down():
+        for daemon_id, snapshot in self._reaped_while_down():
             up.add_metric([daemon_id], 0.0)
-            maintenance.add_metric([daemon_id], planned(daemon_id, (state or {}).get("capabilities") or []))
+            last = snapshot or {}
+            maintenance.add_metric(
+                [daemon_id], planned(daemon_id, last.get("capabilities") or [], last.get("region"))
+            )
         fleet = GaugeMetricFamily(
             "daemon_health_daemons", "Daemons in the registry, by state.", labels=["state"]
         )

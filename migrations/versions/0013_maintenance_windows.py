@@ -18,9 +18,10 @@ depends_on: str | Sequence[str] | None = None
 Timestamp = sa.DateTime(timezone=True)
 
 # --- the timeline -------------------------------------------------------------
-# 0004's spans, with the capabilities a daemon had when it went down (what a
-# window's capability selector is matched against): from the 'stale' event's
-# snapshot, or from the row of an expiry nobody has recorded yet.
+# 0004's spans, with the capabilities and the region a daemon had when it went
+# down (what a window's capability and region selectors are matched against):
+# from the 'stale' event's snapshot, or from the row of an expiry nobody has
+# recorded yet.
 _UP = "e.kind IN ('registered', 'status_changed')"
 _COLUMNS = f"""
     CASE WHEN {_UP} THEN 'up' ELSE 'down' END AS state,
@@ -29,24 +30,30 @@ _COLUMNS = f"""
 _SPANS = """
 CREATE VIEW daemon_spans AS
 SELECT e.daemon_id, e.occurred_at AS started_at, e.ended_at,{columns},
-    CASE WHEN e.kind = 'stale' THEN {event_capabilities} END AS capabilities
+    CASE WHEN e.kind = 'stale' THEN {event_capabilities} END AS capabilities,
+    CASE WHEN e.kind = 'stale' THEN {event_region} END AS region
 FROM daemon_events e
 WHERE e.ended_at IS NOT NULL
 UNION ALL
 SELECT e.daemon_id, e.occurred_at,
     CASE WHEN {up} THEN COALESCE(d.expires_at, e.occurred_at) END,{columns},
-    CASE WHEN e.kind = 'stale' THEN {event_capabilities} END
+    CASE WHEN e.kind = 'stale' THEN {event_capabilities} END,
+    CASE WHEN e.kind = 'stale' THEN {event_region} END
 FROM daemon_events e
 LEFT JOIN daemons d ON d.daemon_id = e.daemon_id
 WHERE e.ended_at IS NULL
 UNION ALL
-SELECT d.daemon_id, d.expires_at, NULL, 'down', NULL, 'stale', d.capabilities
+SELECT d.daemon_id, d.expires_at, NULL, 'down', NULL, 'stale', d.capabilities, d.region
 FROM daemons d
 WHERE d.stale_recorded_at IS NULL
 """
 _EVENT_CAPABILITIES = {
     "postgresql": "e.state -> 'capabilities'",
     "sqlite": "json_extract(e.state, '$.capabilities')",
+}
+_EVENT_REGION = {
+    "postgresql": "e.state ->> 'region'",
+    "sqlite": "json_extract(e.state, '$.region')",
 }
 _HAS_CAPABILITY = {
     "postgresql": "s.capabilities @> jsonb_build_array(w.capability)",
@@ -64,7 +71,8 @@ _COVERS = """(
          OR (w.selector = 'daemons' AND EXISTS (
                 SELECT 1 FROM maintenance_window_daemons m
                 WHERE m.window_id = w.id AND m.daemon_id = s.daemon_id))
-         OR (w.selector = 'capability' AND {has_capability})))"""
+         OR (w.selector = 'capability' AND {has_capability})
+         OR (w.selector = 'region' AND s.region = w.region)))"""
 
 # Same first six columns as before, plus where the outage a down span belongs to
 # began (so an outage cut in pieces by windows is one incident). An outage that a
@@ -222,15 +230,20 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(length=256), nullable=False),
         sa.Column("selector", sa.String(length=16), nullable=False),
         sa.Column("capability", sa.String(length=64), nullable=True),
+        sa.Column("region", sa.String(length=64), nullable=True),
         sa.Column("created_at", Timestamp, nullable=False),
         sa.Column("ended_early_at", Timestamp, nullable=True),
         sa.CheckConstraint(
-            "selector IN ('fleet', 'daemons', 'capability')", name=op.f("ck_maintenance_windows_selector")
+            "selector IN ('fleet', 'daemons', 'capability', 'region')",
+            name=op.f("ck_maintenance_windows_selector"),
         ),
         sa.CheckConstraint("starts_at < ends_at", name=op.f("ck_maintenance_windows_runs_forwards")),
         sa.CheckConstraint(
             "(selector = 'capability') = (capability IS NOT NULL)",
             name=op.f("ck_maintenance_windows_capability"),
+        ),
+        sa.CheckConstraint(
+            "(selector = 'region') = (region IS NOT NULL)", name=op.f("ck_maintenance_windows_region")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_maintenance_windows")),
     )
@@ -255,7 +268,10 @@ def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     _drop_views()
     op.execute(
-        _SPANS.format(columns=_COLUMNS, up=_UP, event_capabilities=_EVENT_CAPABILITIES[dialect])
+        _SPANS.format(
+            columns=_COLUMNS, up=_UP, event_capabilities=_EVENT_CAPABILITIES[dialect],
+            event_region=_EVENT_REGION[dialect],
+        )
     )
     op.execute(_TIMELINE.format(covers=_COVERS.format(has_capability=_HAS_CAPABILITY[dialect])))
     if _postgres():

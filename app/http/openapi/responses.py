@@ -253,6 +253,7 @@ class MaintenanceWindow(_Out):
     reason: str
     daemonIds: list[str] | None = Field(description="The daemons it covers; null for another selector.")
     capability: str | None = Field(description="It covers every daemon with this capability.")
+    region: str | None = Field(description="It covers every daemon in this region.")
     state: str = Field(json_schema_extra={"enum": ["upcoming", "active", "ended", "cancelled"]})
     createdAt: str = Timestamp
     endedEarlyAt: str | None = Field(json_schema_extra={"format": "date-time"})
