@@ -16,6 +16,7 @@ from app.models import daemon_task_hours, daemon_task_minutes
 from app.task_metrics import buckets
 from tests.support.api import HEADERS
 from tests.support.clocks import START
+from tests.support.uptime_fixtures import period_reader
 
 
 def iso(seconds: float) -> str:
@@ -35,13 +36,7 @@ def sample(engine, clock):
 
 @pytest.fixture
 def metrics(client):
-    def get(daemon_id: str | None = None, expect: int = 200, **params):
-        path = f"/api/daemon/{daemon_id}/metrics" if daemon_id else "/api/daemon/metrics"
-        response = client.get(path, query_string=params, headers=HEADERS)
-        assert response.status_code == expect, response.get_json()
-        return response.get_json()
-
-    return get
+    return period_reader(client, "metrics")
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Fixtures for uptime questions: daemons kept alive by a moved clock, and the uptime API."""
+"""Fixtures for uptime questions: daemons kept alive by a moved clock, and the uptime API
+(and its reader, which the task-metrics API shares)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,19 @@ def alive(clock, beat):
     return run
 
 
-@pytest.fixture
-def uptime(client):
+def period_reader(client, question: str):
+    """GET /api/daemon/<question> (the fleet) or /api/daemon/<id>/<question> (one daemon):
+    ``question`` is ``uptime`` or ``metrics``; returns the body after checking the status."""
+
     def get(daemon_id: str | None = None, expect: int = 200, **params):
-        path = f"/api/daemon/{daemon_id}/uptime" if daemon_id else "/api/daemon/uptime"
+        path = f"/api/daemon/{daemon_id}/{question}" if daemon_id else f"/api/daemon/{question}"
         response = client.get(path, query_string=params, headers=HEADERS)
         assert response.status_code == expect, response.get_json()
         return response.get_json()
 
     return get
+
+
+@pytest.fixture
+def uptime(client):
+    return period_reader(client, "uptime")
