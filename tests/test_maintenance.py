@@ -149,49 +149,39 @@ def test_daemon_ids_select_only_the_listed_daemons(open_window, outage, uptime):
 
 
 @pytest.mark.parametrize("recorded_by", ["nobody", "watcher", "health"])
-def test_capability_selects_daemons_that_had_it_when_they_went_down(
-    clock, engine, make_daemon, open_window, alive, uptime, read_health, recorded_by
+@pytest.mark.parametrize(
+    ("selector", "covered", "uncovered"),
+    [
+        pytest.param({"capability": "cron"}, {"capabilities": ["cron"]},
+                     [{"capabilities": ["queue"]}], id="capability"),
+        # A daemon without a region: a region window never covers it.
+        pytest.param({"region": "eu-west"}, {"region": "eu-west"},
+                     [{"region": "us-east"}, {}], id="region"),
+    ],
+)
+def test_a_selector_picks_daemons_as_they_were_when_they_went_down(
+    clock, engine, make_daemon, open_window, alive, uptime, read_health, recorded_by,
+    selector, covered, uncovered,
 ):
     from app.registry import service
 
-    open_window(600, 1800, capability="cron")
-    make_daemon(daemonId="cron_worker", capabilities=["cron"])
-    make_daemon(daemonId="queue_worker", capabilities=["queue"])
-    alive(900, "cron_worker", "queue_worker")
-    clock.advance(600)  # both down from 960, now 1500
-    # The outage's capabilities come from the row until the expiry is recorded, then from the event.
-    if recorded_by == "watcher":
-        with engine.connect() as conn:
-            assert service.record_expiries(conn, now=clock.now()) == ["cron_worker", "queue_worker"]
-    elif recorded_by == "health":
-        assert len(read_health()["stale"]) == 2
-    fleet = {d["daemonId"]: d for d in uptime(**{"from": iso(0), "to": iso(1500)})["daemons"]}
-    assert seconds(fleet["cron_worker"]) == (960, 0, 540, 0)
-    assert seconds(fleet["queue_worker"]) == (960, 540, 0, 1)
-
-
-@pytest.mark.parametrize("recorded_by", ["nobody", "watcher", "health"])
-def test_region_selects_daemons_that_were_in_it_when_they_went_down(
-    clock, engine, make_daemon, open_window, alive, uptime, read_health, recorded_by
-):
-    from app.registry import service
-
-    open_window(600, 1800, region="eu-west")
-    make_daemon(daemonId="eu_worker", region="eu-west")
-    make_daemon(daemonId="us_worker", region="us-east")
-    make_daemon(daemonId="nowhere_worker")  # no region: a region window never covers it
-    alive(900, "eu_worker", "us_worker", "nowhere_worker")
+    open_window(600, 1800, **selector)
+    make_daemon(daemonId="in_worker", **covered)
+    others = [f"out_worker_{n}" for n in range(len(uncovered))]
+    for daemon_id, fields in zip(others, uncovered):
+        make_daemon(daemonId=daemon_id, **fields)
+    alive(900, "in_worker", *others)
     clock.advance(600)  # all down from 960, now 1500
-    # The outage's region comes from the row until the expiry is recorded, then from the event.
+    # What the outage is matched by comes from the row until the expiry is recorded, then from the event.
     if recorded_by == "watcher":
         with engine.connect() as conn:
-            assert len(service.record_expiries(conn, now=clock.now())) == 3
+            assert service.record_expiries(conn, now=clock.now()) == ["in_worker", *others]
     elif recorded_by == "health":
-        assert len(read_health()["stale"]) == 3
+        assert len(read_health()["stale"]) == 1 + len(others)
     fleet = {d["daemonId"]: d for d in uptime(**{"from": iso(0), "to": iso(1500)})["daemons"]}
-    assert seconds(fleet["eu_worker"]) == (960, 0, 540, 0)
-    assert seconds(fleet["us_worker"]) == (960, 540, 0, 1)
-    assert seconds(fleet["nowhere_worker"]) == (960, 540, 0, 1)
+    assert seconds(fleet["in_worker"]) == (960, 0, 540, 0)
+    for daemon_id in others:
+        assert seconds(fleet[daemon_id]) == (960, 540, 0, 1)
 
 
 def test_a_region_window_is_echoed_and_named_in_the_fleet_view(client, clock, make_daemon, open_window):
