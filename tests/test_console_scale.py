@@ -46,6 +46,7 @@ def test_ten_thousand_daemons_render_fast_in_a_bounded_dom_with_requests_that_do
         "n => performance.getEntriesByName('refresh').length >= n", arg=REFRESHES, timeout=30_000
     )
     refreshes = page.evaluate("performance.getEntriesByName('refresh').map(e => e.duration)")
+    elapsed_ms = page.evaluate("performance.now()")
     dom_nodes = page.evaluate("document.getElementsByTagName('*').length")
     expect(page.locator("#daemons tbody tr .strip")).to_have_count(50)  # the page's history arrived
 
@@ -58,10 +59,14 @@ def test_ten_thousand_daemons_render_fast_in_a_bounded_dom_with_requests_that_do
     # Each poll: one page of daemons and one read of new events; the history once for the page.
     assert {parse_qs(c.query)["limit"][0] for c in polls} == {"50"}
     assert len(events) <= len(polls) + 1
-    assert 1 <= len(histories) <= 2 + len(polls) // 12  # once, then once a minute (12 polls)
+    # The slower reads run on timers of their own (a slow page of daemons on a busy machine
+    # makes fewer polls, not fewer timer ticks), so they are bounded by the time elapsed.
+    # The history: once, then once a minute (12 poll intervals), and on a page change.
+    assert 1 <= len(histories) <= 2 + elapsed_ms // (12 * POLL_MS)
     assert all(len(parse_qs(c.query)["ids"][0].split(",")) == 50 for c in histories)
-    # Regions and leases: one read of each every third poll (a handful of rows, not the fleet).
-    assert 1 <= len(regions) <= 1 + len(polls) // 3 and 1 <= len(leases) <= 1 + len(polls) // 3
+    # Regions and leases: one read of each every third poll interval (a handful of rows).
+    most = 1 + elapsed_ms // (3 * POLL_MS)
+    assert 1 <= len(regions) <= most and 1 <= len(leases) <= most
     per_poll = (len(polls) + len(events)) / len(polls)
 
     figures = {
