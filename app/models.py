@@ -27,6 +27,8 @@ from app.store.timestamps import UTCDateTime
 Status = Literal["healthy", "degraded", "unhealthy"]
 STATUSES: tuple[str, ...] = get_args(Status)
 EVENT_KINDS = ("registered", "status_changed", "stale", "deregistered")
+# An event that begins an outage, in the words of the daemon_spans view's reason column.
+STALE_EVENT = "(CASE WHEN kind IN ('stale', 'deregistered') THEN kind END) = 'stale'"
 # suppressed: the event fell inside a maintenance window (app/maintenance/), so it is never sent.
 DELIVERY_STATES = ("pending", "delivered", "failed", "suppressed")
 # What a maintenance window covers: every daemon, the listed ones, or those with a capability.
@@ -138,6 +140,15 @@ class DaemonEvent(Base):
             unique=True,
             postgresql_where=text("ended_at IS NULL"),
             sqlite_where=text("ended_at IS NULL"),
+        ),
+        # The stale events, for the timeline's maintenance cover (migration 0014: the
+        # predicate is the daemon_spans view's reason column, so Postgres can use it).
+        Index(
+            "ix_daemon_events_stale",
+            "daemon_id",
+            "occurred_at",
+            postgresql_where=text(STALE_EVENT),
+            sqlite_where=text(STALE_EVENT),
         ),
         _alerts_pending("daemon_events"),
     )
