@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -116,25 +117,64 @@ def test_an_operators_deregistration_ends_the_term_until_an_operator_registers_i
     assert set(a.ticks[ticks_then:]) == {2}
 
 
-def test_a_lease_taken_by_another_daemon_ends_the_term_on_409(live, candidates, app) -> None:
-    a = candidates(live, "daemon_a")
-    wait_for(lambda: a.ticks, what="a to lead")
-    reader = Reader(app)
-    # Between two of a's requests, its session is replaced by a new one and another daemon
-    # takes the lease (as after a partition): a's next request is a 409.
-    a.heartbeater.stop(deregister=False)
-    for daemon_id in ("daemon_a", "daemon_b"):
-        registered = reader.client.post("/api/daemon/register", json=registration(daemonId=daemon_id),
-                                        headers={"X-API-Key": API_KEY})
-        assert registered.status_code == 201
-    taken = reader.client.post(f"/api/leases/{LEASE}", json={"daemonId": "daemon_b"},
-                               headers={"X-API-Key": API_KEY})
-    assert taken.status_code == 200
-    wait_for(lambda: a.lost, what="a to learn it lost the lease")
-    assert a.lost == [(1, "lease held by daemon_b")]
-    ticks_then = len(a.ticks)
-    time.sleep(0.3)
-    assert len(a.ticks) == ticks_then  # no callback after the loss
+class Gate:
+    """WSGI middleware: while it is shut, requests from the socket wait at it, and shutting it
+    waits for those already inside, so a test can act between two of an agent's requests."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._inside = 0
+        self._shut = False
+        self._changed = threading.Condition()
+
+    def __call__(self, environ: dict, start_response: Callable) -> object:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._shut, timeout=10)
+            self._inside += 1
+        try:
+            return self.app(environ, start_response)
+        finally:
+            with self._changed:
+                self._inside -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def shut(self) -> Iterator[None]:
+        with self._changed:
+            self._shut = True
+            self._changed.wait_for(lambda: self._inside == 0, timeout=10)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._shut = False
+                self._changed.notify_all()
+
+
+def test_a_lease_taken_by_another_daemon_ends_the_term_on_409(candidates, app) -> None:
+    gate = Gate(app)
+    with serving(gate) as (url, _):
+        a = candidates(url, "daemon_a")
+        wait_for(lambda: a.ticks, what="a to lead")
+        reader = Reader(app)
+        a.heartbeater.stop(deregister=False)
+        # Between two of a's requests (its leader asks every 50 ms), its session is replaced
+        # by a new one and another daemon takes the lease, as after a partition: a's next
+        # request is a 409.
+        with gate.shut():
+            for daemon_id in ("daemon_a", "daemon_b"):
+                registered = reader.client.post("/api/daemon/register",
+                                                json=registration(daemonId=daemon_id),
+                                                headers={"X-API-Key": API_KEY})
+                assert registered.status_code == 201
+            taken = reader.client.post(f"/api/leases/{LEASE}", json={"daemonId": "daemon_b"},
+                                       headers={"X-API-Key": API_KEY})
+            assert taken.status_code == 200
+        wait_for(lambda: a.lost, what="a to learn it lost the lease")
+        assert a.lost == [(1, "lease held by daemon_b")]
+        ticks_then = len(a.ticks)
+        time.sleep(0.3)
+        assert len(a.ticks) == ticks_then  # no callback after the loss
 
 
 def test_heartbeats_failing_end_the_term_within_the_ttl(app, make_app, candidates) -> None:
