@@ -150,22 +150,22 @@ class PostgresBackend(Backend):
             ) from exc
 
 
+_LONE_CURSOR = "daemon_health_lone_cursor"
+
 
 def _lone_cursor(info: dict[str, Any], driver: Any) -> Any:
     """One cursor per driver connection for the lone UPDATEs, kept in the pool's ``info``
     for that connection (SQLAlchemy empties it when the connection is closed or lost).
 
     A psycopg cursor caches how it converts each parameter type; a new cursor per
-    statement (``connection.execute``) looks them up again every time, which cost
-    more CPU than the rest of the call (bench/heartbeat_cpu.py).
+    statement (``connection.execute``) looks them up again every time: a third of
+    the statement's CPU (69 against 45 us per heartbeat UPDATE, psycopg alone).
     """
     cursor = info.get(_LONE_CURSOR)
     if cursor is None or cursor.closed or cursor.connection is not driver:
         cursor = info[_LONE_CURSOR] = driver.cursor()
     return cursor
 
-
-_LONE_CURSOR = "daemon_health_lone_cursor"
 
 # The one table that maps a database to its behaviour.
 _BACKENDS: dict[str, Backend] = {
