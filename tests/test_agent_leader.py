@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -22,6 +21,7 @@ from app.http.context import database
 from app.models import daemons, lease_holds
 from tests.support.agent import AGENT_DIR, Reader, serving, wait_for, wipe
 from tests.support.api import API_KEY, registration
+from tests.support.live_server import InFlight
 from tests.support.paths import ROOT
 
 from daemon_health_agent import Heartbeater, Leader  # isort: skip - importable once tests.support.agent ran
@@ -118,37 +118,15 @@ def test_an_operators_deregistration_ends_the_term_until_an_operator_registers_i
 
 
 class Gate:
-    """WSGI middleware: while it is shut, requests from the socket wait at it, and shutting it
-    waits for those already inside, so a test can act between two of an agent's requests."""
+    """WSGI middleware whose requests a test can pause, to act between two of an agent's."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self._inside = 0
-        self._shut = False
-        self._changed = threading.Condition()
+        self.requests = InFlight()
 
     def __call__(self, environ: dict, start_response: Callable) -> object:
-        with self._changed:
-            self._changed.wait_for(lambda: not self._shut, timeout=10)
-            self._inside += 1
-        try:
+        with self.requests.entered():
             return self.app(environ, start_response)
-        finally:
-            with self._changed:
-                self._inside -= 1
-                self._changed.notify_all()
-
-    @contextmanager
-    def shut(self) -> Iterator[None]:
-        with self._changed:
-            self._shut = True
-            self._changed.wait_for(lambda: self._inside == 0, timeout=10)
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._shut = False
-                self._changed.notify_all()
 
 
 def test_a_lease_taken_by_another_daemon_ends_the_term_on_409(candidates, app) -> None:
@@ -161,7 +139,7 @@ def test_a_lease_taken_by_another_daemon_ends_the_term_on_409(candidates, app) -
         # Between two of a's requests (its leader asks every 50 ms), its session is replaced
         # by a new one and another daemon takes the lease, as after a partition: a's next
         # request is a 409.
-        with gate.shut():
+        with gate.requests.paused():
             for daemon_id in ("daemon_a", "daemon_b"):
                 registered = reader.client.post("/api/daemon/register",
                                                 json=registration(daemonId=daemon_id),
