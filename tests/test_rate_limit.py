@@ -6,10 +6,12 @@ import logging
 
 import pytest
 from flask_limiter import _extension as flask_limiter_extension
+from flask_limiter import _limits as flask_limiter_limits
 from limits.errors import StorageError
 from limits.storage import MemoryStorage
 
-from tests.support.api import HEADERS, heartbeat_body, registration
+from app.http.limiter import ParsedOnceLimit, _bucket_key
+from tests.support.api import API_KEY, HEADERS, heartbeat_body, registration
 
 
 @pytest.fixture
@@ -87,6 +89,44 @@ def test_forged_hop_before_the_proxy_does_not_change_bucket(app, make_app):
         _health(client, headers={**HEADERS, "X-Forwarded-For": xff}, environ_base=proxy)
     xff = "203.0.113.50, 198.51.100.7"
     assert _health(client, headers={**HEADERS, "X-Forwarded-For": xff}, environ_base=proxy).status_code == 429
+
+
+# ------------------------------------------------------- the limit, parsed once
+
+
+def test_each_buckets_limit_string_is_parsed_once_not_per_request(app, make_app, monkeypatch):
+    parsed = []
+    parse_many = flask_limiter_limits.parse_many
+    monkeypatch.setattr(
+        flask_limiter_limits, "parse_many", lambda limit: parsed.append(limit) or parse_many(limit)
+    )
+    client = make_app(
+        daemon_api_keys=("test-daemon-key-parsed-once",),
+        read_api_keys=("test-read-key-parsed-once",),
+        admin_rate_limit="30 per minute",
+        daemon_rate_limit="20 per minute",
+        read_rate_limit="40 per minute",
+    ).test_client()
+    keys = (API_KEY, "test-daemon-key-parsed-once", "test-read-key-parsed-once", "wrong-key-0000000")
+    for _ in range(5):
+        for key in keys:  # a daemon key here is refused (403) but counted in its own bucket
+            client.get("/api/daemons", headers={"X-API-Key": key})
+    assert sorted(parsed) == ["20 per minute", "30 per minute", "40 per minute"]
+
+
+def test_the_parsed_once_limit_builds_what_shared_limit_builds(app):
+    limiter = next(iter(app.extensions["limiter"]))
+    current = {"limit": "5 per minute"}
+
+    def scope(_endpoint):
+        return "admin"
+
+    ours = ParsedOnceLimit(limit_provider=lambda: current["limit"], limiter=limiter,
+                           key_function=_bucket_key, shared=True, scope=scope, override_defaults=True)
+    theirs = limiter.shared_limit(lambda: current["limit"], scope, key_func=_bucket_key)
+    for limit in ["5 per minute", "7 per second", "5 per minute"]:
+        current["limit"] = limit
+        assert list(ours) == list(theirs), limit
 
 
 # ------------------------------------------------- shared storage down and back
