@@ -10,6 +10,7 @@ from app.clock import Clock
 from app.http import auth, context, errors, limiter, request_metrics
 from app.http.body_limit import BodyLimit
 from app.http.converters import AnyTextConverter, DaemonIdConverter
+from app.http.flask_app import ServiceFlask
 from app.http.dashboard.routes import bp as dashboard_bp
 from app.http.fleet import bp as fleet_bp
 from app.http.leases import bp as leases_bp
@@ -28,7 +29,7 @@ from config import Settings, settings_from_env
 def create_app(config: Settings | None = None, *, clock: Clock | None = None) -> Flask:
     """Build the app from ``config`` (default: the environment) and ``clock``."""
     settings = config if config is not None else settings_from_env()
-    app = Flask(__name__)
+    app = ServiceFlask(__name__)
     app.url_map.converters["daemon_id"] = DaemonIdConverter
     app.url_map.converters["any_text"] = AnyTextConverter
     # A 308 to a "cleaned" path would be an HTML answer for a path nobody needs: 404 it.

@@ -55,11 +55,12 @@ def _forget_now() -> None:
 
 def connection() -> Connection:
     """The request's connection, opened on first use and closed at teardown."""
-    if "db_connection" not in g:
+    conn = g.get("db_connection")
+    if conn is None:
         db = database()
         db.breaker.check()  # a database known not to answer gets no new request
-        g.db_connection = db.engine.connect()
-    return g.db_connection
+        conn = g.db_connection = db.engine.connect()
+    return conn
 
 
 def _close_connection(_exc: BaseException | None) -> None:
