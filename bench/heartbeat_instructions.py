@@ -55,7 +55,7 @@ def child(layer: str, requests: int, sa_url: str, prefix: str) -> None:
         app = ceiling_app.app
     else:
         app = bench_app(sa_url, KEY, storage=REDIS_URL, prefix=prefix, limiter=layer == "real")
-    call = heartbeat_requests(app, KEY, [body(i % DAEMONS) for i in range(DAEMONS)])
+    call = heartbeat_requests(app, KEY, [body(i) for i in range(DAEMONS)])
     for i in range(WARM_UP + requests):
         call(i)
 
