@@ -23,5 +23,14 @@ $(TEST_STAMP): requirements-dev.txt $(RUN_STAMP)
 run: $(RUN_STAMP)
 	bin/dev
 
-test: $(TEST_STAMP)
+# axe-core for the browser tests' accessibility checks, when npm is on this machine
+# (without it those checks are skipped locally, and required under CI).
+NODE_DIR := tests/support/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.package-lock.json
+NPM := $(shell command -v npm)
+
+$(NODE_STAMP): $(NODE_DIR)/package-lock.json
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+
+test: $(TEST_STAMP) $(if $(NPM),$(NODE_STAMP))
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
