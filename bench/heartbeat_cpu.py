@@ -51,7 +51,7 @@ def body(i: int, *, task_fields: bool = False) -> bytes:
     return json.dumps(fields, separators=(",", ":")).encode()
 
 
-def bench_app(sa_url: str, key: str, *, storage: str, prefix: str, limiter: bool = True):
+def bench_app(sa_url: str, key: str, *, storage: str, prefix: str, limiter: bool = True, clock=None):
     """The real app on the bench database: a day's TTL, a rate limit that counts but never refuses."""
     from app import create_app
     from config import settings_from_env
@@ -64,7 +64,7 @@ def bench_app(sa_url: str, key: str, *, storage: str, prefix: str, limiter: bool
         "RATELIMIT_KEY_PREFIX": prefix,
         "ADMIN_RATE_LIMIT": "100000000 per minute",
     }
-    app = create_app(settings_from_env(env))
+    app = create_app(settings_from_env(env), clock=clock)
     if not limiter:  # for measuring only: unhook the rate limit (the service has no switch)
         hooks = app.before_request_funcs[None]
         hooks[:] = [hook for hook in hooks if not hook.__module__.startswith("flask_limiter")]
