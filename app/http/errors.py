@@ -21,6 +21,9 @@ from app.store.breaker import DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# The same header as WSGI names it: request.headers.get() raises and catches a
+# KeyError for a missing header, and most requests send none.
+_REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 DATABASE_RETRY_AFTER_SECONDS = 5
 
@@ -90,7 +93,7 @@ def request_id() -> str:
 
 
 def _supplied_request_id() -> str | None:
-    supplied = request.headers.get(REQUEST_ID_HEADER)
+    supplied = request.environ.get(_REQUEST_ID_ENVIRON)
     return supplied if supplied is not None and _SAFE_REQUEST_ID.match(supplied) else None
 
 
