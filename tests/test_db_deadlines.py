@@ -15,6 +15,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from psycopg.pq import TransactionStatus
 from sqlalchemy import bindparam, create_engine, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 
@@ -25,6 +26,7 @@ from app.registry import service
 from app.registry.schemas import RegistrationIn
 from app.store.backend import LoneUpdate
 from app.store.breaker import CircuitBreaker, DatabaseUnavailable
+from app.store import deadlines
 from app.store.deadlines import GRACE_SECONDS, CallGuard, Watchdog
 from app.store.engine import build_engine
 from config import Settings
@@ -105,6 +107,25 @@ def test_a_statement_past_its_deadline_fails_as_a_lost_connection(bounded):
     assert len(timeouts) == 1
     with engine.connect() as conn:  # the pool hands out a fresh connection
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+
+
+def test_a_rollback_is_bounded_only_when_a_transaction_is_open(bounded, monkeypatch):
+    # The pool rolls back every connection it takes back; most have nothing
+    # open (the heartbeat's UPDATE runs in autocommit), and then psycopg sends nothing.
+    engine, _ = bounded
+    armed: list[CallGuard] = []
+    with engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        arm = deadlines.WATCHDOG.arm
+        monkeypatch.setattr(deadlines.WATCHDOG, "arm", lambda guard: (armed.append(guard), arm(guard)))
+        driver.rollback()
+        assert armed == []
+        driver.execute("SELECT 1")
+        assert driver.pgconn.transaction_status == TransactionStatus.INTRANS
+        armed.clear()
+        driver.rollback()
+        assert armed == [driver.guard]
+        assert driver.pgconn.transaction_status == TransactionStatus.IDLE
 
 
 BEAT = LoneUpdate(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Engine, event
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,11 @@ class BoundedConnection(psycopg.Connection):
             WATCHDOG.disarm(self.guard)
 
     def rollback(self) -> None:
+        # The pool rolls back every connection it takes back. With no transaction
+        # open (autocommit work, or one already ended) psycopg sends nothing, so
+        # there is no wait to bound.
+        if self.pgconn.transaction_status == TransactionStatus.IDLE:
+            return
         WATCHDOG.arm(self.guard)
         try:
             super().rollback()
