@@ -109,7 +109,8 @@ def test_a_statement_past_its_deadline_fails_as_a_lost_connection(bounded):
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1
 
 
-def test_a_rollback_is_bounded_only_when_a_transaction_is_open(bounded, monkeypatch):
+@pytest.mark.parametrize("end", ["commit", "rollback"])
+def test_ending_a_transaction_is_bounded_only_when_one_is_open(bounded, monkeypatch, end):
     # The pool rolls back every connection it takes back; most have nothing
     # open (the heartbeat's UPDATE runs in autocommit), and then psycopg sends nothing.
     engine, _ = bounded
@@ -118,12 +119,12 @@ def test_a_rollback_is_bounded_only_when_a_transaction_is_open(bounded, monkeypa
         driver = conn.connection.driver_connection
         arm = deadlines.WATCHDOG.arm
         monkeypatch.setattr(deadlines.WATCHDOG, "arm", lambda guard: (armed.append(guard), arm(guard)))
-        driver.rollback()
+        getattr(driver, end)()
         assert armed == []
         driver.execute("SELECT 1")
         assert driver.pgconn.transaction_status == TransactionStatus.INTRANS
-        armed.clear()
-        driver.rollback()
+        armed.clear()  # the SELECT's own deadline
+        getattr(driver, end)()
         assert armed == [driver.guard]
         assert driver.pgconn.transaction_status == TransactionStatus.IDLE
 

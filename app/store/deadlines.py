@@ -153,21 +153,21 @@ class BoundedConnection(psycopg.Connection):
         self.cursor_factory = BoundedCursor  # connection.execute() uses it too
 
     def commit(self) -> None:
-        WATCHDOG.arm(self.guard)
-        try:
-            super().commit()
-        finally:
-            WATCHDOG.disarm(self.guard)
+        self._end_transaction(super().commit)
 
     def rollback(self) -> None:
-        # The pool rolls back every connection it takes back. With no transaction
-        # open (autocommit work, or one already ended) psycopg sends nothing, so
+        self._end_transaction(super().rollback)
+
+    def _end_transaction(self, end: Callable[[], None]) -> None:
+        # With no transaction open (autocommit work, or one already ended: the pool
+        # rolls back every connection it takes back) psycopg sends nothing, so
         # there is no wait to bound.
         if self.pgconn.transaction_status == TransactionStatus.IDLE:
+            end()
             return
         WATCHDOG.arm(self.guard)
         try:
-            super().rollback()
+            end()
         finally:
             WATCHDOG.disarm(self.guard)
 
