@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 REQUEST_ID_HEADER = "X-Request-ID"
 # The same header as WSGI names it: request.headers.get() raises and catches a
 # KeyError for a missing header, and most requests send none.
-_REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
+_REQUEST_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 DATABASE_RETRY_AFTER_SECONDS = 5
 
