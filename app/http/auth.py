@@ -27,8 +27,9 @@ import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Request, Response
 
+from app.http.context import request_globals, this_app, this_request
 from app.http.errors import error_response
 
 API_KEY_HEADER = "X-API-Key"
@@ -126,25 +127,27 @@ class KeyRing:
 
 def current_caller() -> Caller:
     """The caller of this request, identified once (the rate limit and the guard both ask)."""
-    caller = g.get("caller")
+    scope = request_globals()
+    caller = scope.get("caller")
     if caller is None:
-        rule = ACCESS.get(request.endpoint or "")
-        caller = current_app.extensions[KEYRING].identify(_supplied_key(rule))
-        g.caller = caller
+        req = this_request()
+        rule = ACCESS.get(req.endpoint or "")
+        caller = scope.caller = this_app().extensions[KEYRING].identify(_supplied_key(req, rule))
     return caller
 
 
-def _supplied_key(rule: Rule | None) -> str:
-    supplied = request.headers.get(API_KEY_HEADER, "")
+def _supplied_key(req: Request, rule: Rule | None) -> str:
+    supplied = req.headers.get(API_KEY_HEADER, "")
     if not supplied and rule is not None and rule.bearer:
-        bearer = request.headers.get("Authorization", "")
+        bearer = req.headers.get("Authorization", "")
         if bearer.startswith("Bearer "):
             return bearer.removeprefix("Bearer ").strip()
     return supplied
 
 
 def _check_access() -> Response | None:
-    rule = ACCESS.get(request.endpoint or "")
+    req = this_request()
+    rule = ACCESS.get(req.endpoint or "")
     if rule is None:
         return None
     caller = current_caller()
@@ -154,7 +157,7 @@ def _check_access() -> Response | None:
     if caller.kind is None:
         return error_response(401, "Invalid API key")
     if caller.kind not in rule.kinds:
-        return error_response(403, f"This key may not call {request.method} {request.path}: "
+        return error_response(403, f"This key may not call {req.method} {req.path}: "
                                    f"{ALLOWED[caller.kind]}")
     return None
 

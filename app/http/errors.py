@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from app.http.context import request_globals, this_request
 from app.registry.schemas import InvalidInput
 from app.store.breaker import DatabaseUnavailable
 
@@ -93,14 +94,14 @@ def request_id() -> str:
 
 
 def _supplied_request_id() -> str | None:
-    supplied = request.environ.get(_REQUEST_ID_ENVIRON)
+    supplied = this_request().environ.get(_REQUEST_ID_ENVIRON)
     return supplied if supplied is not None and _SAFE_REQUEST_ID.match(supplied) else None
 
 
 def _echo_request_id(response: Response) -> Response:
     # Echoed when the client sent one or the request was logged under one; an
     # id made for a request that left no log line would match nothing.
-    rid = g.get("request_id") or _supplied_request_id()
+    rid = request_globals().get("request_id") or _supplied_request_id()
     if rid is not None:
         response.headers[REQUEST_ID_HEADER] = rid
     return response

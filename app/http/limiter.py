@@ -28,11 +28,12 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response
 from flask_limiter import Limiter, RateLimitExceeded, RouteLimit
 
 from app.store import rate_leases
 from app.http.auth import DAEMON, METRICS, READ, current_caller
+from app.http.context import this_request
 from app.http.errors import error_response
 
 LOGGER_NAME = "flask-limiter"
@@ -52,7 +53,7 @@ def _bucket_key() -> str:
         return f"key-{caller.fingerprint}"
     # REMOTE_ADDR, which ProxyFix has already set from X-Forwarded-For
     # when (and only when) proxies are trusted.
-    return request.remote_addr or "unknown"
+    return this_request().remote_addr or "unknown"
 
 
 @dataclasses.dataclass(unsafe_hash=True, kw_only=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import UnsupportedMediaType
 
 from app.http.auth import current_caller
-from app.http.context import connection, now, settings
+from app.http.context import connection, now, settings, this_app, this_request
 from app.http.errors import error_response
 from app.registry import absence, expiry, outage_grace, service
 from app.registry.schemas import (
@@ -41,7 +41,7 @@ def not_owner_response(exc: service.NotOwner) -> Response:
 def note_service_alive() -> None:
     # About once a second per process; after an outage of our own this grants
     # grace before the request can judge any daemon stale.
-    if current_app.extensions[PROBE_KEY].due(now()):
+    if this_app().extensions[PROBE_KEY].due(now()):
         outage_grace.observe(connection(), now=now(), ttl=_ttl())
 
 
@@ -50,9 +50,10 @@ def _ttl() -> timedelta:
 
 
 def json_body(model: type[Body]) -> Body:
-    if request.mimetype != "application/json":
+    req = this_request()
+    if req.mimetype != "application/json":
         raise UnsupportedMediaType("Content-Type must be application/json")
-    return parse_body(model, request.get_data(cache=False))
+    return parse_body(model, req.get_data(cache=False))
 
 
 @bp.post("/register")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import time
 from functools import lru_cache
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response
 from prometheus_client import Counter, Histogram
+
+from app.http.context import request_globals, this_request
 
 REQUESTS = Counter(
     "daemon_health_http_requests",
@@ -38,13 +40,13 @@ def _series(endpoint: str, method: str, status: int) -> tuple[Counter, Histogram
 
 
 def _start_timer() -> None:
-    g.metrics_started = time.perf_counter()
+    request_globals().metrics_started = time.perf_counter()
 
 
 def _observe(response: Response) -> Response:
-    started = g.pop("metrics_started", None)
-    # Each read of Flask's request proxy costs a context lookup: read the rule and method once.
-    rule, method = request.url_rule, request.method
+    started = request_globals().pop("metrics_started", None)
+    req = this_request()
+    rule, method = req.url_rule, req.method
     # The route template ("/api/daemon/<daemon_id:daemon_id>"), so ids never become labels.
     endpoint = rule.rule if rule is not None else "unmatched"
     method = method if method in KNOWN_METHODS else "other"
