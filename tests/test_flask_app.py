@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
-
 import flask
 
 from app.http.flask_app import ServiceFlask
@@ -45,30 +43,3 @@ def test_coroutine_functions_are_handed_to_flask_every_time(monkeypatch):
 
     assert [app.ensure_sync(view)() for _ in range(2)] == ["ran", "ran"]
     assert wrapped == [view, view]
-
-
-def test_a_function_gone_leaves_no_entry_and_its_id_is_not_trusted(monkeypatch):
-    app = ServiceFlask(__name__)
-
-    def make_plain():
-        def plain():
-            return "plain"
-        return plain
-
-    plain = make_plain()
-    assert app.ensure_sync(plain) is plain
-    assert id(plain) in app._plain_callables
-    gone = id(plain)
-    del plain
-    assert gone not in app._plain_callables
-
-    # An async function that happens to get a remembered id is still handed to Flask.
-    async def view():
-        return "never awaited here"
-
-    wrapped = []
-    monkeypatch.setattr(app, "async_to_sync", lambda func: wrapped.append(func) or (lambda: "ran"))
-    stale = make_plain()
-    app._plain_callables[id(view)] = weakref.ref(stale)
-    assert app.ensure_sync(view)() == "ran"
-    assert wrapped == [view]
